@@ -1,0 +1,65 @@
+"""Celery's settings, all in one place; the values come from notifier.config."""
+
+from notifier.config import current
+from notifier.queue import MESSAGES_QUEUE, SEND_TASK
+
+_settings = current()
+
+broker_url = _settings.redis_url
+broker_connection_retry_on_startup = True
+# Fail a publish fast when Redis is away, so the intake answers 503, not a hang.
+broker_connection_timeout = 2
+broker_connection_max_retries = None
+broker_pool_limit = 64
+broker_transport_options = {
+    # The crash-recovery clock: an unacknowledged message returns to the queue after
+    # this long. It stays below WeChat's 10-minute client_msg_id window, so a resend
+    # after a crash is de-duplicated, and above twice the retry backoff cap, so a
+    # retry waiting for its countdown is never redelivered.
+    "visibility_timeout": _settings.visibility_timeout,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 10,
+    "max_connections": 256,
+}
+redis_socket_connect_timeout = 2
+redis_socket_timeout = 5
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+
+task_acks_late = True
+task_reject_on_worker_lost = True
+task_acks_on_failure_or_timeout = True
+task_default_queue = MESSAGES_QUEUE
+task_routes = {SEND_TASK: {"queue": MESSAGES_QUEUE}}
+task_publish_retry = True
+task_publish_retry_policy = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.25,
+    "interval_max": 0.5,
+}
+
+worker_prefetch_multiplier = 4
+worker_send_task_events = True
+task_send_sent_event = True
+worker_cancel_long_running_tasks_on_connection_loss = False
+
+imports = ("notifier.tasks",)
+
+beat_schedule = {
+    "refresh-access-token": {
+        "task": "notifier.refresh_token",
+        # Every 100 minutes: well inside the token's 120-minute life.
+        "schedule": 6000.0,
+    },
+}
+
+timezone = "UTC"
+enable_utc = True

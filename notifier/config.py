@@ -1,0 +1,124 @@
+"""The one place that reads the environment, so every other module receives settings."""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from notifier.errors import ConfigError
+
+_RATE = re.compile(r"^\d+(\.\d+)?/[smh]$")
+_TOKEN_APIS = ("stable", "classic")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the processes need, parsed and checked once at start-up."""
+
+    redis_url: str = "redis://localhost:6379/0"
+    wechat_app_id: str = ""
+    wechat_app_secret: str = ""
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_token_api: str = "stable"
+    wechat_connect_timeout: float = 3.05
+    wechat_read_timeout: float = 10.0
+    webhook_secrets: tuple[str, ...] = ()
+    port: int = 8000
+    max_body_bytes: int = 64 * 1024
+    send_rate_limit: str | None = None
+    send_max_retries: int = 8
+    send_retry_backoff_max: int = 30
+    visibility_timeout: int = 90
+    log_level: str = "INFO"
+
+    def require_worker(self) -> Settings:
+        """Fail fast when a worker could not reach WeChat."""
+        _require("WECHAT_APP_ID", self.wechat_app_id)
+        _require("WECHAT_APP_SECRET", self.wechat_app_secret)
+        return self
+
+    def require_web(self) -> Settings:
+        """Fail fast when the receiver could not check signatures."""
+        if not self.webhook_secrets:
+            raise ConfigError(
+                "WEBHOOK_SECRET is not set: give one or more whsec_<base64> secrets "
+                "(make one with `notifier secret`)"
+            )
+        return self
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse settings from the environment, raising ConfigError naming the bad variable."""
+    env = os.environ if environ is None else environ
+    token_api = env.get("WECHAT_TOKEN_API", "stable").strip().lower() or "stable"
+    if token_api not in _TOKEN_APIS:
+        raise ConfigError(f"WECHAT_TOKEN_API must be 'stable' or 'classic', not {token_api!r}")
+    rate = env.get("SEND_RATE_LIMIT", "").strip() or None
+    if rate is not None and not _RATE.match(rate):
+        raise ConfigError(f"SEND_RATE_LIMIT must look like 200/s, 600/m or 10000/h, not {rate!r}")
+    settings = Settings(
+        redis_url=env.get("REDIS_URL", "").strip() or Settings.redis_url,
+        wechat_app_id=env.get("WECHAT_APP_ID", "").strip(),
+        wechat_app_secret=env.get("WECHAT_APP_SECRET", "").strip(),
+        wechat_api_base=(env.get("WECHAT_API_BASE", "").strip() or Settings.wechat_api_base).rstrip(
+            "/"
+        ),
+        wechat_token_api=token_api,
+        wechat_connect_timeout=_number(env, "WECHAT_CONNECT_TIMEOUT", 3.05, 0.1, 60),
+        wechat_read_timeout=_number(env, "WECHAT_READ_TIMEOUT", 10.0, 0.1, 60),
+        webhook_secrets=_secrets(env.get("WEBHOOK_SECRET", "")),
+        port=int(_number(env, "PORT", 8000, 1, 65535)),
+        max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),
+        send_rate_limit=rate,
+        send_max_retries=int(_number(env, "SEND_MAX_RETRIES", 8, 0, 100)),
+        send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
+        visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 86400)),
+        log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+    )
+    if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
+    if settings.send_retry_backoff_max * 2 > settings.visibility_timeout:
+        raise ConfigError(
+            "BROKER_VISIBILITY_TIMEOUT must be at least twice SEND_RETRY_BACKOFF_MAX, "
+            "or a waiting retry would be redelivered and run twice"
+        )
+    return settings
+
+
+def _require(name: str, value: str) -> None:
+    if not value:
+        raise ConfigError(f"{name} is not set")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
+    return value
+
+
+def _secrets(raw: str) -> tuple[str, ...]:
+    secrets = tuple(raw.split())
+    for secret in secrets:
+        if not secret.startswith("whsec_") or len(secret) < 16:
+            # Never echo the value: it is a secret even when malformed.
+            raise ConfigError("WEBHOOK_SECRET must hold whsec_<base64> secrets, space-separated")
+    return secrets
+
+
+@functools.cache
+def current() -> Settings:
+    """Load the settings once per process, or stop it with one line naming the bad variable."""
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise SystemExit(f"notifier: {exc}") from None

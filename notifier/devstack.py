@@ -1,0 +1,188 @@
+"""The whole stack on one machine for development: Redis, fake WeChat, web, worker, beat, Flower."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from notifier.redis_server import RedisServer, free_port
+from notifier.signature import new_secret
+
+DEV_APP_ID = "wx_dev_app"
+DEV_APP_SECRET = "dev_secret"  # noqa: S105 - the fake WeChat's own credential, not a real one.
+
+
+def pick_port(preferred: int) -> int:
+    """Use the preferred port when it is free, else any free one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", preferred))
+            return preferred
+        except OSError:
+            return free_port()
+
+
+@dataclass
+class Child:
+    """One supervised process, its output prefixed with its name."""
+
+    name: str
+    args: list[str]
+    process: subprocess.Popen[str] | None = None
+    lines: list[str] = field(default_factory=list)
+
+    def start(self, env: dict[str, str], echo: Callable[[str], None]) -> None:
+        """Start the process and stream its output through `echo`."""
+        self.process = subprocess.Popen(
+            self.args,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(echo,), daemon=True).start()
+
+    def _pump(self, echo: Callable[[str], None]) -> None:
+        assert self.process and self.process.stdout
+        for line in self.process.stdout:
+            self.lines.append(line)
+            echo(f"[{self.name:6}] {line.rstrip()}")
+
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        """Ask the process group to stop, then insist."""
+        if not self.alive():
+            return
+        assert self.process
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=5)
+
+
+@dataclass
+class Ports:
+    """The local ports the stack listens on."""
+
+    web: int = 8000
+    wechat: int = 8001
+    flower: int = 5555
+
+
+class DevStack:
+    """Starts, watches and stops the development stack."""
+
+    def __init__(self, home: Path, ports: Ports, echo: Callable[[str], None] = print) -> None:
+        self.home = home
+        self.ports = Ports(pick_port(ports.web), pick_port(ports.wechat), pick_port(ports.flower))
+        self.echo = echo
+        self.redis = RedisServer(home / "redis")
+        self.children: list[Child] = []
+        self.secret = self._secret()
+
+    def _secret(self) -> str:
+        """Keep one webhook secret per dev home, so pasted commands work across restarts."""
+        path = self.home / "webhook-secret"
+        if path.exists():
+            return path.read_text().strip()
+        self.home.mkdir(parents=True, exist_ok=True)
+        secret = new_secret()
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return secret
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment every process of the stack shares."""
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "WECHAT_APP_ID": DEV_APP_ID,
+            "WECHAT_APP_SECRET": DEV_APP_SECRET,
+            "WECHAT_API_BASE": f"http://127.0.0.1:{self.ports.wechat}",
+            "WEBHOOK_SECRET": self.secret,
+            "PORT": str(self.ports.web),
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start(self) -> None:
+        """Start every process and wait until each one answers."""
+        self.echo(f"starting Redis ({self.home / 'redis'}) ...")
+        self.redis.start()
+        py = sys.executable
+        celery = [py, "-m", "celery", "-A", "notifier.celery_app"]
+        self.children = [
+            Child("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.ports.wechat),
+                             "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET]),
+            Child("web", [py, "-m", "gunicorn", "wsgi:app", "--bind",
+                          f"127.0.0.1:{self.ports.web}", "--workers", "2",
+                          "--worker-class", "gthread", "--threads", "8"]),
+            Child("worker", [*celery, "worker", "--pool", "threads", "--concurrency", "16",
+                             "--queues", "notifier.messages", "--loglevel", "INFO",
+                             "--hostname", "dev@%h"]),
+            Child("beat", [*celery, "beat", "--loglevel", "INFO",
+                           "--schedule", str(self.home / "celerybeat-schedule")]),
+            Child("flower", [*celery, "flower", f"--port={self.ports.flower}",
+                             "--address=127.0.0.1"]),
+        ]  # fmt: skip
+        for child in self.children:
+            self.echo(f"starting {child.name} ...")
+            child.start(self.env, self.echo)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        checks = {
+            "wechat": f"http://127.0.0.1:{self.ports.wechat}/healthz",
+            "web": f"http://127.0.0.1:{self.ports.web}/healthz",
+            "flower": f"http://127.0.0.1:{self.ports.flower}/healthcheck",
+        }
+        pending = set(checks) | {"worker"}
+        while pending and time.monotonic() < deadline:
+            for child in self.children:
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited during start-up; see its output above")
+            for name in list(pending):
+                if name == "worker":
+                    worker = next(c for c in self.children if c.name == "worker")
+                    if any(" ready." in line for line in worker.lines):
+                        pending.discard(name)
+                    continue
+                try:
+                    if requests.get(checks[name], timeout=1).ok:
+                        pending.discard(name)
+                except requests.RequestException:
+                    pass
+            time.sleep(0.2)
+        if pending:
+            raise RuntimeError(f"not ready after {timeout:.0f}s: {', '.join(sorted(pending))}")
+
+    def watch(self) -> str | None:
+        """Block until a process dies; return its name."""
+        while True:
+            for child in self.children:
+                if not child.alive():
+                    return child.name
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop every process, newest first, then Redis."""
+        for child in reversed(self.children):
+            child.stop()
+        self.redis.stop()

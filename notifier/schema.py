@@ -1,0 +1,62 @@
+"""The shape of an accepted message, checked before anything is queued."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+# WeChat openids and template ids are URL-safe base64-like strings.
+_ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="must be 1-64 letters, digits, '-' or '_'")
+_CLIENT_MSG_ID = validate.Regexp(
+    r"^[A-Za-z0-9_.:-]{1,64}$", error="must be 1-64 letters, digits or '_.:-'"
+)
+_MAX_DATA_KEYS = 50
+_MAX_VALUE_CHARS = 200
+
+
+class _Value(Schema):
+    """One template field; colours and other legacy keys are refused rather than dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+    value = fields.String(required=True, validate=validate.Length(max=_MAX_VALUE_CHARS))
+
+
+class _Miniprogram(Schema):
+    class Meta:
+        unknown = RAISE
+
+    appid = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    pagepath = fields.String(validate=validate.Length(max=1024))
+
+
+class MessageSchema(Schema):
+    """One template message as a business system sends it."""
+
+    class Meta:
+        unknown = RAISE
+
+    touser = fields.String(required=True, validate=_ID)
+    template_id = fields.String(required=True, validate=_ID)
+    data = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_]{1,32}$")),
+        values=fields.Nested(_Value),
+        required=True,
+    )
+    url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=1024))
+    miniprogram = fields.Nested(_Miniprogram)
+    client_msg_id = fields.String(validate=_CLIENT_MSG_ID)
+
+    @validates_schema
+    def _data_not_empty(self, item: dict[str, Any], **_: Any) -> None:
+        data = item.get("data")
+        if data is not None and not 1 <= len(data) <= _MAX_DATA_KEYS:
+            raise ValidationError(f"must hold 1 to {_MAX_DATA_KEYS} fields", "data")
+
+
+def field_errors(error: ValidationError) -> dict[str, Any]:
+    """Flatten marshmallow's messages into a JSON-friendly mapping of field to problems."""
+    messages = error.messages
+    return messages if isinstance(messages, dict) else {"_schema": messages}

@@ -1,0 +1,111 @@
+"""One delivery attempt of one message, with its state transitions; Celery-free so it is testable."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from notifier import state as st
+from notifier.errors import (
+    DailyQuotaError,
+    PermanentError,
+    TokenError,
+    TransientError,
+    WeChatError,
+)
+from notifier.state import MessageState
+from notifier.tokens import TokenStore
+from notifier.wechat import WeChatClient
+
+log = logging.getLogger(__name__)
+
+WECHAT_FIELDS = ("touser", "template_id", "data", "url", "miniprogram", "client_msg_id")
+
+
+def wechat_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The template/send body for a task payload: everything but our own bookkeeping."""
+    return {key: payload[key] for key in WECHAT_FIELDS if key in payload}
+
+
+class AlreadyClaimed(TransientError):
+    """Raised when another worker holds this message's claim; try again after it ends."""
+
+
+class Sender:
+    """Sends a message at most once at a time, and records how each attempt ended."""
+
+    def __init__(
+        self, client: WeChatClient, tokens: TokenStore, state: MessageState, claim_seconds: int
+    ) -> None:
+        self._client = client
+        self._tokens = tokens
+        self._state = state
+        self._claim_seconds = claim_seconds
+
+    def deliver(self, payload: dict[str, Any], last_attempt: bool) -> int | None:
+        """Send `payload` unless it already reached a final state; return WeChat's msgid.
+
+        Raises:
+            TransientError: try again later (the state says `retrying`, or `dead`
+                when this was the last attempt).
+            PermanentError: never try again (the state says `failed`).
+            DailyQuotaError: the account's quota is spent (the state says `deferred`).
+        """
+        message_id = payload["id"]
+        status = self._state.status(message_id)
+        if status in st.FINAL:
+            log.info("message %s is already %s; not sending it again", message_id, status)
+            return None
+        if not self._state.claim(message_id, self._claim_seconds):
+            if last_attempt:
+                return None  # The holder of the claim is sending it; it records the outcome.
+            raise AlreadyClaimed(-1, "another worker is sending this message")
+        try:
+            self._state.record_attempt(message_id)
+            msgid = self._send(wechat_body(payload))
+        except TransientError as exc:
+            self._record_transient(message_id, exc, payload, last_attempt)
+            raise
+        except DailyQuotaError as exc:
+            log.warning("message %s deferred: daily quota reached (errcode %d)", message_id, exc.errcode)
+            self._state.record_deferred(message_id, exc.errcode, exc.errmsg, payload)
+            raise
+        except PermanentError as exc:
+            log.warning(
+                "message %s failed permanently: errcode %d %s", message_id, exc.errcode, exc.errmsg
+            )
+            self._state.record_failed(message_id, exc.errcode, exc.errmsg, payload)
+            raise
+        finally:
+            self._state.release(message_id)
+        self._state.record_sent(message_id, msgid)
+        log.info("message %s sent, msgid %d", message_id, msgid)
+        return msgid
+
+    def _send(self, body: dict[str, Any]) -> int:
+        token = self._tokens.current()
+        try:
+            return self._client.send_template(token, body)
+        except TokenError as exc:
+            log.info("access token rejected (errcode %d); refreshing once", exc.errcode)
+        token = self._tokens.replace(token)
+        try:
+            return self._client.send_template(token, body)
+        except TokenError as exc:
+            # A fresh token was refused too: back off rather than loop on refreshes.
+            raise TransientError(exc.errcode, exc.errmsg) from None
+
+    def _record_transient(
+        self, message_id: str, exc: WeChatError, payload: dict[str, Any], last_attempt: bool
+    ) -> None:
+        if last_attempt:
+            log.error(
+                "message %s is dead after its last attempt: errcode %d %s",
+                message_id,
+                exc.errcode,
+                exc.errmsg,
+            )
+            self._state.record_dead(message_id, exc.errcode, exc.errmsg, payload)
+        else:
+            log.info("message %s will be retried: errcode %d %s", message_id, exc.errcode, exc.errmsg)
+            self._state.record_retrying(message_id, exc.errcode, exc.errmsg)

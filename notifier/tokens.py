@@ -1,0 +1,85 @@
+"""The access token, shared through Redis so a fleet of workers refreshes it once, not once each."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import redis
+
+from notifier.wechat import AccessToken
+
+log = logging.getLogger(__name__)
+
+# Refresh this long before WeChat's own expiry, so no send races the deadline.
+EXPIRY_MARGIN = 300
+MIN_TTL = 60
+LOCK_TIMEOUT = 30
+
+
+class TokenSource(Protocol):
+    """Anything that can fetch a token from WeChat (the client, or a fake in tests)."""
+
+    @property
+    def app_id(self) -> str: ...
+
+    def fetch_token(self, force_refresh: bool = False) -> AccessToken: ...
+
+
+class TokenStore:
+    """Keeps one access token per app id in Redis, refreshed under a lock."""
+
+    def __init__(self, client: redis.Redis, source: TokenSource, prefix: str = "notifier") -> None:
+        self._redis = client
+        self._source = source
+        self.key = f"{prefix}:token:{source.app_id}"
+        self._lock_key = f"{self.key}:lock"
+
+    def current(self) -> str:
+        """Return the stored token, fetching one (under the lock) when there is none."""
+        token = self._read()
+        if token:
+            return token
+        with self._lock():
+            token = self._read()
+            if token:
+                return token
+            return self._fetch_and_store(force=False)
+
+    def replace(self, stale: str) -> str:
+        """Return a token other than `stale`, refreshing only if the store still holds `stale`.
+
+        When many workers see the same rejected token at once, the first one in
+        the lock refreshes it and the rest find the new token already stored.
+        """
+        with self._lock():
+            token = self._read()
+            if token and token != stale:
+                return token
+            return self._fetch_and_store(force=False, stale=stale)
+
+    def refresh(self) -> str:
+        """Fetch and store a token now: the periodic job that keeps the token ahead of expiry."""
+        with self._lock():
+            return self._fetch_and_store(force=False)
+
+    def _fetch_and_store(self, force: bool, stale: str | None = None) -> str:
+        token = self._source.fetch_token(force_refresh=force)
+        if stale is not None and token.value == stale and not force:
+            # The stable API hands back the token it still believes valid; WeChat
+            # rejected it, so ask for a new one explicitly.
+            log.warning("access token for %s was rejected; forcing a refresh", self._source.app_id)
+            token = self._source.fetch_token(force_refresh=True)
+        ttl = max(MIN_TTL, token.expires_in - EXPIRY_MARGIN)
+        self._redis.set(self.key, token.value, ex=ttl)
+        log.info("access token for %s stored for %d s", self._source.app_id, ttl)
+        return token.value
+
+    def _read(self) -> str | None:
+        value = self._redis.get(self.key)
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def _lock(self) -> redis.lock.Lock:
+        return self._redis.lock(self._lock_key, timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_TIMEOUT)

@@ -1,0 +1,58 @@
+"""Shared fixtures: a private Redis on a free port, settings, and a signing helper."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from notifier.config import Settings
+from notifier.redis_server import RedisServer
+from notifier.signature import new_secret, signed_headers
+
+SECRET = new_secret()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the whole run, never the user's own."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"), appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A client on an emptied database."""
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def settings(redis_server: RedisServer) -> Settings:
+    return Settings(
+        redis_url=redis_server.url,
+        wechat_app_id="wx_test_app",
+        wechat_app_secret="test_secret",
+        wechat_api_base="https://wechat.test",
+        webhook_secrets=(SECRET,),
+    )
+
+
+def signed(body: Any, secret: str = SECRET, msg_id: str = "msg_1", now: float | None = None) -> dict[str, Any]:
+    """Keyword arguments for a test-client POST of `body`, signed."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = signed_headers(secret, msg_id, raw, now=now)
+    return {"data": raw, "headers": headers, "content_type": "application/json"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).parent.name == "integration":
+            item.add_marker(pytest.mark.integration)

@@ -1,0 +1,172 @@
+"""POST /v1/messages: the answers a business system can get, none of them a 500."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from notifier.config import Settings
+from notifier.state import MessageState
+from notifier.web import create_app
+from tests.conftest import signed
+
+GOOD = {
+    "touser": "oUser0001",
+    "template_id": "TPL_1",
+    "data": {"thing1": {"value": "Shipped"}},
+}
+
+
+class Broker:
+    """Records published payloads; can be told to be down."""
+
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+        self.down = False
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        if self.down:
+            raise ConnectionError("redis is down")
+        self.published.append(payload)
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture
+def client(settings: Settings, broker: Broker, redis_client: redis.Redis) -> FlaskClient:
+    return create_app(settings, publish=broker).test_client()
+
+
+def test_a_signed_valid_message_is_queued_and_answered_202(
+    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+) -> None:
+    response = client.post("/v1/messages", **signed(GOOD))
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued"
+    assert len(broker.published) == 1
+    payload = broker.published[0]
+    assert payload["id"] == body["id"]
+    assert payload["client_msg_id"] == body["id"]
+    assert payload["touser"] == "oUser0001"
+    assert MessageState(redis_client).status(body["id"]) == "queued"
+
+
+def test_a_client_msg_id_given_by_the_sender_is_kept(client: FlaskClient, broker: Broker) -> None:
+    response = client.post("/v1/messages", **signed({**GOOD, "client_msg_id": "order-42"}))
+    assert response.status_code == 202
+    assert broker.published[0]["client_msg_id"] == "order-42"
+
+
+def test_url_and_miniprogram_pass_through(client: FlaskClient, broker: Broker) -> None:
+    message = {**GOOD, "url": "https://shop.example/o/1", "miniprogram": {"appid": "wxmini", "pagepath": "p/i"}}
+    assert client.post("/v1/messages", **signed(message)).status_code == 202
+    assert broker.published[0]["miniprogram"] == {"appid": "wxmini", "pagepath": "p/i"}
+    assert broker.published[0]["url"] == "https://shop.example/o/1"
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda kw: kw["headers"].pop("webhook-signature"),
+        lambda kw: kw["headers"].update({"webhook-signature": "v1,AAAA"}),
+        lambda kw: kw["headers"].update({"webhook-timestamp": "1000000000"}),
+        lambda kw: kw.update({"data": kw["data"] + b" "}),
+    ],
+    ids=["missing", "forged", "stale", "body-changed"],
+)
+def test_bad_signatures_get_401_and_nothing_is_queued(
+    client: FlaskClient, broker: Broker, mangle: Any
+) -> None:
+    kwargs = signed(GOOD)
+    mangle(kwargs)
+    response = client.post("/v1/messages", **kwargs)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+    assert response.get_json()["status"] == 401
+    assert broker.published == []
+
+
+def test_every_bad_field_is_named_in_one_400(client: FlaskClient, broker: Broker) -> None:
+    bad = {
+        "touser": "not an openid!",
+        "data": {"thing1": {"value": 5, "color": "#f00"}},
+        "url": "javascript:alert(1)",
+        "extra": True,
+    }
+    response = client.post("/v1/messages", **signed(bad))
+    assert response.status_code == 400
+    problem = response.get_json()
+    assert response.mimetype == "application/problem+json"
+    assert set(problem["errors"]) == {"touser", "template_id", "data", "url", "extra"}
+    assert broker.published == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{not json", b"[1, 2]", b'"text"', b"[" * 5000 + b"]" * 5000, b"\xff\xfe"],
+    ids=["broken", "array", "string", "deep", "binary"],
+)
+def test_bodies_that_are_not_a_json_object_get_400(
+    client: FlaskClient, broker: Broker, body: bytes
+) -> None:
+    response = client.post("/v1/messages", **signed(body))
+    assert response.status_code == 400
+    assert broker.published == []
+
+
+def test_empty_data_is_refused(client: FlaskClient) -> None:
+    response = client.post("/v1/messages", **signed({**GOOD, "data": {}}))
+    assert response.status_code == 400
+    assert "data" in response.get_json()["errors"]
+
+
+def test_a_body_that_is_not_json_gets_415(client: FlaskClient, broker: Broker) -> None:
+    kwargs = signed(GOOD)
+    kwargs["content_type"] = "text/plain"
+    response = client.post("/v1/messages", **kwargs)
+    assert response.status_code == 415
+    assert broker.published == []
+
+
+def test_a_body_over_the_limit_gets_413(client: FlaskClient, settings: Settings, broker: Broker) -> None:
+    big = {**GOOD, "data": {f"k{i}": {"value": "x" * 190} for i in range(400)}}
+    raw = json.dumps(big).encode()
+    assert len(raw) > settings.max_body_bytes
+    response = client.post("/v1/messages", **signed(raw))
+    assert response.status_code == 413
+    assert response.mimetype == "application/problem+json"
+    assert broker.published == []
+
+
+def test_broker_down_gets_503_and_leaves_no_record(
+    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+) -> None:
+    broker.down = True
+    response = client.post("/v1/messages", **signed(GOOD))
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]
+    assert redis_client.keys("notifier:msg:*") == []
+
+
+def test_redis_unreachable_gets_503(settings: Settings, broker: Broker) -> None:
+    from dataclasses import replace
+
+    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"), publish=broker)
+    response = app.test_client().post("/v1/messages", **signed(GOOD))
+    assert response.status_code == 503
+    assert broker.published == []
+
+
+def test_unknown_routes_and_methods_are_problems(client: FlaskClient) -> None:
+    assert client.get("/nope").status_code == 404
+    response = client.get("/v1/messages")
+    assert response.status_code == 405
+    assert response.mimetype == "application/problem+json"

@@ -1,0 +1,135 @@
+"""The WeChat client: errcodes become typed errors, and no URL with a token leaks into them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import responses
+
+from notifier.errors import (
+    AccountError,
+    DailyQuotaError,
+    MinuteQuotaError,
+    PermanentError,
+    TokenError,
+    TransientError,
+    error_for,
+)
+from notifier.wechat import Credentials, WeChatClient
+
+BASE = "https://wechat.test"
+SEND = f"{BASE}/cgi-bin/message/template/send"
+BODY = {"touser": "oUser0001", "template_id": "T", "data": {"k": {"value": "v"}}}
+
+
+def client(token_api: str = "stable") -> WeChatClient:
+    return WeChatClient(Credentials(BASE, "wx_app", "s3cr3t-value", token_api, 0.5, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("errcode", "kind"),
+    [
+        (-1, TransientError),
+        (45011, MinuteQuotaError),
+        (40001, TokenError),
+        (40014, TokenError),
+        (42001, TokenError),
+        (45009, DailyQuotaError),
+        (40003, PermanentError),
+        (43004, PermanentError),
+        (43019, PermanentError),
+        (40037, AccountError),
+        (47003, PermanentError),
+        (40164, AccountError),
+        (99999, PermanentError),
+    ],
+)
+def test_errcodes_map_to_their_class(errcode: int, kind: type) -> None:
+    error = error_for(errcode, "msg")
+    assert type(error) is kind
+    assert error.errcode == errcode
+
+
+def test_minute_quota_is_retried_as_transient_and_accounts_as_permanent() -> None:
+    assert isinstance(error_for(45011, ""), TransientError)
+    assert isinstance(error_for(40164, ""), PermanentError)
+
+
+@responses.activate
+def test_send_returns_the_msgid_and_posts_the_body_with_the_token() -> None:
+    call = responses.post(SEND, json={"errcode": 0, "errmsg": "ok", "msgid": 200228332})
+    assert client().send_template("TOKEN1", BODY) == 200228332
+    assert call.calls[0].request.url == f"{SEND}?access_token=TOKEN1"
+    assert json.loads(call.calls[0].request.body) == BODY
+
+
+@responses.activate
+@pytest.mark.parametrize(("errcode", "kind"), [(40001, TokenError), (43004, PermanentError), (-1, TransientError)])
+def test_send_raises_the_class_of_the_errcode(errcode: int, kind: type) -> None:
+    responses.post(SEND, json={"errcode": errcode, "errmsg": "no"})
+    with pytest.raises(kind) as info:
+        client().send_template("T", BODY)
+    assert info.value.errcode == errcode
+
+
+@responses.activate
+@pytest.mark.parametrize("status", [500, 502, 503, 429])
+def test_server_errors_are_transient(status: int) -> None:
+    responses.post(SEND, status=status, body="upstream sad")
+    with pytest.raises(TransientError, match=str(status)):
+        client().send_template("T", BODY)
+
+
+@responses.activate
+def test_a_404_means_the_api_base_is_wrong() -> None:
+    responses.post(SEND, status=404)
+    with pytest.raises(AccountError):
+        client().send_template("T", BODY)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "failure", [requests.ConnectTimeout("c"), requests.ReadTimeout("r"), requests.ConnectionError("x")]
+)
+def test_network_failures_are_transient_and_never_show_the_token(failure: Exception) -> None:
+    responses.post(SEND, body=failure)
+    with pytest.raises(TransientError) as info:
+        client().send_template("SECRET_TOKEN_VALUE", BODY)
+    assert "SECRET_TOKEN_VALUE" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@responses.activate
+def test_an_answer_that_is_not_json_is_transient() -> None:
+    responses.post(SEND, body="<html>gateway</html>")
+    with pytest.raises(TransientError, match="not JSON"):
+        client().send_template("T", BODY)
+
+
+@responses.activate
+def test_stable_token_posts_the_credentials() -> None:
+    call = responses.post(f"{BASE}/cgi-bin/stable_token", json={"access_token": "AT", "expires_in": 7200})
+    token = client().fetch_token(force_refresh=True)
+    assert (token.value, token.expires_in) == ("AT", 7200)
+    assert json.loads(call.calls[0].request.body) == {
+        "grant_type": "client_credential",
+        "appid": "wx_app",
+        "secret": "s3cr3t-value",
+        "force_refresh": True,
+    }
+
+
+@responses.activate
+def test_classic_token_uses_the_query_string() -> None:
+    call = responses.get(f"{BASE}/cgi-bin/token", json={"access_token": "AT2", "expires_in": 7200})
+    assert client("classic").fetch_token().value == "AT2"
+    assert "grant_type=client_credential" in call.calls[0].request.url
+
+
+@responses.activate
+def test_a_bad_secret_is_an_account_error() -> None:
+    responses.post(f"{BASE}/cgi-bin/stable_token", json={"errcode": 40125, "errmsg": "invalid appsecret"})
+    with pytest.raises(AccountError):
+        client().fetch_token()
