@@ -35,7 +35,7 @@ result_backend = None
 
 task_acks_late = True
 task_reject_on_worker_lost = True
-task_acks_on_failure_or_timeout = True
+# A failed task is acknowledged (the default): its outcome is recorded in its status.
 task_default_queue = MESSAGES_QUEUE
 task_routes = {SEND_TASK: {"queue": MESSAGES_QUEUE}}
 task_publish_retry = True

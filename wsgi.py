@@ -1,9 +1,10 @@
 """The WSGI entry point: `gunicorn wsgi:app`."""
 
+from notifier.config import exit_on
 from notifier.errors import ConfigError
 from notifier.web import create_app
 
 try:
     app = create_app()
 except ConfigError as exc:
-    raise SystemExit(f"notifier: {exc}") from None
+    exit_on(exc)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from celery import Celery, signals
 
 from notifier import logs
-from notifier.config import current
+from notifier.config import current, exit_on
 from notifier.errors import ConfigError
 
 app = Celery("notifier")
@@ -22,8 +21,7 @@ def _check_worker_settings(**_: Any) -> None:
     try:
         current().require_worker()
     except ConfigError as exc:
-        print(f"notifier: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        exit_on(exc)
 
 
 @signals.after_setup_logger.connect

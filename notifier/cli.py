@@ -1,4 +1,4 @@
-"""The `notifier` command: run the dev stack, the fake WeChat, send a test message, make a secret."""
+"""The `notifier` command: the dev stack, the fake WeChat, a signed test send, new secrets."""
 
 from __future__ import annotations
 
@@ -34,11 +34,15 @@ def secret() -> None:
 @click.option("--url", default=None, help="A link opened when the message is tapped.")
 @click.option(
     "--endpoint",
-    default=lambda: os.environ.get("NOTIFIER_URL", f"http://127.0.0.1:{os.environ.get('PORT', 8000)}"),
+    default=lambda: os.environ.get(
+        "NOTIFIER_URL", f"http://127.0.0.1:{os.environ.get('PORT', 8000)}"
+    ),
     show_default="$NOTIFIER_URL or http://127.0.0.1:$PORT",
     help="The receiver's base URL.",
 )
-def send(touser: str, template_id: str, pairs: tuple[str, ...], url: str | None, endpoint: str) -> None:
+def send(
+    touser: str, template_id: str, pairs: tuple[str, ...], url: str | None, endpoint: str
+) -> None:
     """Send one signed test message (the secret is read from $WEBHOOK_SECRET)."""
     secrets = os.environ.get("WEBHOOK_SECRET", "").split()
     if not secrets:
@@ -64,9 +68,15 @@ def send(touser: str, template_id: str, pairs: tuple[str, ...], url: str | None,
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--app-id", default="wx_dev_app", show_default=True)
 @click.option("--app-secret", default="dev_secret", show_default=True)
-@click.option("--latency-ms", type=float, default=0.0, show_default=True, help="Added to each send.")
-@click.option("--fail-rate", type=float, default=0.0, show_default=True, help="Share of sends answered -1.")
-@click.option("--token-ttl", type=int, default=7200, show_default=True, help="Token life in seconds.")
+@click.option(
+    "--latency-ms", type=float, default=0.0, show_default=True, help="Added to each send."
+)
+@click.option(
+    "--fail-rate", type=float, default=0.0, show_default=True, help="Share of sends answered -1."
+)
+@click.option(
+    "--token-ttl", type=int, default=7200, show_default=True, help="Token life in seconds."
+)
 def fake_wechat(
     port: int, host: str, app_id: str, app_secret: str, latency_ms: float, fail_rate: float,
     token_ttl: int,
@@ -85,13 +95,20 @@ def fake_wechat(
 
 
 @main.command()
-@click.option("--home", type=click.Path(path_type=Path), default=Path(".notifier-dev"),
-              show_default=True, help="Where Redis data, the beat schedule and the secret live.")
+@click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=Path(".notifier-dev"),
+    show_default=True,
+    help="Where Redis data, the beat schedule and the secret live.",
+)
 @click.option("--web-port", type=int, default=8000, show_default=True)
 @click.option("--wechat-port", type=int, default=8001, show_default=True)
 @click.option("--flower-port", type=int, default=5555, show_default=True)
-@click.option("--smoke", is_flag=True, help="Send one message through the stack, check it, then stop.")
-def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bool) -> None:  # fmt: skip
+@click.option(
+    "--smoke", is_flag=True, help="Send one message through the stack, check it, then stop."
+)
+def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bool) -> None:
     """Run the whole stack locally: Redis, fake WeChat, web, worker, beat and Flower."""
     from notifier.devstack import DevStack, Ports
 

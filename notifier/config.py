@@ -5,8 +5,10 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NoReturn
 
 from notifier.errors import ConfigError
 
@@ -115,10 +117,20 @@ def _secrets(raw: str) -> tuple[str, ...]:
     return secrets
 
 
+# Exit status for a configuration error; gunicorn's master halts on it instead of respawning.
+EXIT_CONFIG = 4
+
+
+def exit_on(error: ConfigError) -> NoReturn:
+    """Stop the process with one line naming the bad setting."""
+    print(f"notifier: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(EXIT_CONFIG)
+
+
 @functools.cache
 def current() -> Settings:
     """Load the settings once per process, or stop it with one line naming the bad variable."""
     try:
         return load_settings()
     except ConfigError as exc:
-        raise SystemExit(f"notifier: {exc}") from None
+        exit_on(exc)

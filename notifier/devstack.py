@@ -19,11 +19,13 @@ from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
 DEV_APP_ID = "wx_dev_app"
-DEV_APP_SECRET = "dev_secret"  # noqa: S105 - the fake WeChat's own credential, not a real one.
+DEV_APP_SECRET = "dev_secret"
 
 
 def pick_port(preferred: int) -> int:
-    """Use the preferred port when it is free, else any free one."""
+    """Use the preferred port when it is free, else any free one (0 means any)."""
+    if preferred == 0:
+        return free_port()
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
             sock.bind(("127.0.0.1", preferred))

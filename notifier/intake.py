@@ -27,7 +27,7 @@ def create_message() -> Response | tuple[Response, int]:
     body = request.get_data(cache=True)
     verifier: Verifier = current_app.extensions["notifier.verifier"]
     try:
-        verifier.verify(request.headers, body)
+        verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         return problem(401, f"webhook signature refused: {exc}")
     message = _parse(body)

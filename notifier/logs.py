@@ -8,7 +8,10 @@ import re
 _PATTERNS = [
     (re.compile(r"(access_token=)[^&\s\"']+"), r"\1***"),
     (re.compile(r"(secret=)[^&\s\"']+"), r"\1***"),
-    (re.compile(r"(\"?(?:access_token|secret|app_secret)\"?\s*[:=]\s*\"?)[^\"'&\s,}]+"), r"\1***"),
+    (
+        re.compile(r"([\"']?(?:access_token|secret|app_secret)[\"']?\s*[:=]\s*[\"']?)[^\"'&\s,}]+"),
+        r"\1***",
+    ),
     (re.compile(r"whsec_[A-Za-z0-9+/=]+"), "whsec_***"),
 ]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable
@@ -54,10 +55,9 @@ class Enqueuer:
             self._publish(payload)
         except Exception as exc:
             log.warning("broker unavailable, message refused: %s", type(exc).__name__)
-            try:
+            # Redis may be down as well; then the record expires on its own.
+            with contextlib.suppress(Exception):
                 self._state.discard(message_id)
-            except Exception:  # noqa: S110 - Redis is down; the record expires on its own.
-                pass
             raise BrokerUnavailable("the message broker is unavailable") from exc
         return message_id
 

@@ -1,4 +1,4 @@
-"""One delivery attempt of one message, with its state transitions; Celery-free so it is testable."""
+"""One delivery attempt of one message and its state transitions; Celery-free, so testable."""
 
 from __future__ import annotations
 
@@ -67,7 +67,9 @@ class Sender:
             self._record_transient(message_id, exc, payload, last_attempt)
             raise
         except DailyQuotaError as exc:
-            log.warning("message %s deferred: daily quota reached (errcode %d)", message_id, exc.errcode)
+            log.warning(
+                "message %s deferred: daily quota reached (errcode %d)", message_id, exc.errcode
+            )
             self._state.record_deferred(message_id, exc.errcode, exc.errmsg, payload)
             raise
         except PermanentError as exc:
@@ -107,5 +109,7 @@ class Sender:
             )
             self._state.record_dead(message_id, exc.errcode, exc.errmsg, payload)
         else:
-            log.info("message %s will be retried: errcode %d %s", message_id, exc.errcode, exc.errmsg)
+            log.info(
+                "message %s will be retried: errcode %d %s", message_id, exc.errcode, exc.errmsg
+            )
             self._state.record_retrying(message_id, exc.errcode, exc.errmsg)

@@ -45,7 +45,9 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(_digest(secret_key(secret), msg_id, timestamp, body)).decode()
 
 
-def signed_headers(secret: str, msg_id: str, body: bytes, now: float | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str, msg_id: str, body: bytes, now: float | None = None
+) -> dict[str, str]:
     """Build the three Standard Webhooks headers for a request body."""
     timestamp = int(time.time() if now is None else now)
     return {
@@ -69,6 +71,7 @@ class Verifier:
             SignatureError: a header is missing or malformed, the timestamp is more
                 than the tolerance away from now, or no signature matches any secret.
         """
+        headers = {key.lower(): value for key, value in headers.items()}
         msg_id = headers.get("webhook-id", "")
         raw_timestamp = headers.get("webhook-timestamp", "")
         raw_signatures = headers.get("webhook-signature", "")

@@ -1,4 +1,4 @@
-"""Each message's status and history in Redis: what an operator sees, and what stops a double send."""
+"""Each message's status and history in Redis: what operators see, and what stops double sends."""
 
 from __future__ import annotations
 
@@ -144,7 +144,8 @@ class MessageState:
         if "errcode" in fields:
             entry["errcode"] = fields["errcode"]
         pipe = self._redis.pipeline()
-        pipe.hset(key, mapping={"status": status, "updated": now, **fields})
+        mapping: dict[str, str | int | float] = {"status": status, "updated": now, **fields}
+        pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
         if clear_error:
             pipe.hdel(key, "errcode", "errmsg")
         pipe.rpush(history, json.dumps(entry, separators=(",", ":")))

@@ -6,6 +6,7 @@ import logging
 from typing import Protocol
 
 import redis
+from redis.lock import Lock
 
 from notifier.wechat import AccessToken
 
@@ -81,5 +82,8 @@ class TokenStore:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    def _lock(self) -> redis.lock.Lock:
-        return self._redis.lock(self._lock_key, timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_TIMEOUT)
+    def _lock(self) -> Lock:
+        lock: Lock = self._redis.lock(
+            self._lock_key, timeout=LOCK_TIMEOUT, blocking_timeout=LOCK_TIMEOUT
+        )
+        return lock

@@ -45,7 +45,9 @@ def settings(redis_server: RedisServer) -> Settings:
     )
 
 
-def signed(body: Any, secret: str = SECRET, msg_id: str = "msg_1", now: float | None = None) -> dict[str, Any]:
+def signed(
+    body: Any, secret: str = SECRET, msg_id: str = "msg_1", now: float | None = None
+) -> dict[str, Any]:
     """Keyword arguments for a test-client POST of `body`, signed."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = signed_headers(secret, msg_id, raw, now=now)

@@ -66,7 +66,11 @@ def test_a_client_msg_id_given_by_the_sender_is_kept(client: FlaskClient, broker
 
 
 def test_url_and_miniprogram_pass_through(client: FlaskClient, broker: Broker) -> None:
-    message = {**GOOD, "url": "https://shop.example/o/1", "miniprogram": {"appid": "wxmini", "pagepath": "p/i"}}
+    message = {
+        **GOOD,
+        "url": "https://shop.example/o/1",
+        "miniprogram": {"appid": "wxmini", "pagepath": "p/i"},
+    }
     assert client.post("/v1/messages", **signed(message)).status_code == 202
     assert broker.published[0]["miniprogram"] == {"appid": "wxmini", "pagepath": "p/i"}
     assert broker.published[0]["url"] == "https://shop.example/o/1"
@@ -136,7 +140,9 @@ def test_a_body_that_is_not_json_gets_415(client: FlaskClient, broker: Broker) -
     assert broker.published == []
 
 
-def test_a_body_over_the_limit_gets_413(client: FlaskClient, settings: Settings, broker: Broker) -> None:
+def test_a_body_over_the_limit_gets_413(
+    client: FlaskClient, settings: Settings, broker: Broker
+) -> None:
     big = {**GOOD, "data": {f"k{i}": {"value": "x" * 190} for i in range(400)}}
     raw = json.dumps(big).encode()
     assert len(raw) > settings.max_body_bytes

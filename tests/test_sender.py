@@ -66,12 +66,18 @@ def test_a_stale_token_is_refreshed_once_and_the_message_resent_once(sender: Sen
     assert sender.deliver(PAYLOAD, last_attempt=False) == 7
     sends = [c for c in responses.calls if "template/send" in c.request.url]
     assert [c.request.url.rsplit("=", 1)[1] for c in sends] == ["OLD", "NEW"]
-    forced = [json.loads(c.request.body)["force_refresh"] for c in responses.calls if "stable" in c.request.url]
+    forced = [
+        json.loads(c.request.body)["force_refresh"]
+        for c in responses.calls
+        if "stable" in c.request.url
+    ]
     assert forced == [False, False, True]
 
 
 @responses.activate
-def test_a_token_refused_twice_backs_off_instead_of_looping(sender: Sender, state: MessageState) -> None:
+def test_a_token_refused_twice_backs_off_instead_of_looping(
+    sender: Sender, state: MessageState
+) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(TOKEN, json={"access_token": "B", "expires_in": 7200})
     responses.post(SEND, json={"errcode": 40001, "errmsg": "invalid credential"})
@@ -129,7 +135,9 @@ def test_a_message_already_sent_is_not_sent_again(sender: Sender, state: Message
 
 
 @responses.activate
-def test_a_message_claimed_by_another_worker_is_left_to_it(sender: Sender, state: MessageState) -> None:
+def test_a_message_claimed_by_another_worker_is_left_to_it(
+    sender: Sender, state: MessageState
+) -> None:
     assert state.claim("m1", 30)
     with pytest.raises(AlreadyClaimed):
         sender.deliver(PAYLOAD, last_attempt=False)

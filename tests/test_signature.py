@@ -46,7 +46,10 @@ def test_timestamps_within_five_minutes_either_way_are_accepted(offset: int) -> 
 def test_timestamps_beyond_five_minutes_are_refused(offset: int) -> None:
     secret = new_secret()
     headers = signed_headers(secret, "m1", BODY, now=NOW + offset)
-    with freeze_time(datetime.fromtimestamp(NOW, tz=UTC)), pytest.raises(SignatureError, match="5 minutes"):
+    with (
+        freeze_time(datetime.fromtimestamp(NOW, tz=UTC)),
+        pytest.raises(SignatureError, match="5 minutes"),
+    ):
         Verifier([secret]).verify(headers, BODY)
 
 

@@ -46,7 +46,9 @@ def test_many_workers_with_the_same_stale_token_refresh_once(redis_client: redis
     store = TokenStore(redis_client, source)
     stale = store.current()
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(store.replace(stale))) for _ in range(20)]
+    threads = [
+        threading.Thread(target=lambda: results.append(store.replace(stale))) for _ in range(20)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -55,7 +57,9 @@ def test_many_workers_with_the_same_stale_token_refresh_once(redis_client: redis
     assert len(source.calls) == 2  # the first fetch, then exactly one refresh
 
 
-def test_a_token_that_was_already_replaced_is_not_refreshed_again(redis_client: redis.Redis) -> None:
+def test_a_token_that_was_already_replaced_is_not_refreshed_again(
+    redis_client: redis.Redis,
+) -> None:
     source = Source()
     store = TokenStore(redis_client, source)
     first = store.current()

@@ -66,7 +66,9 @@ def test_send_returns_the_msgid_and_posts_the_body_with_the_token() -> None:
 
 
 @responses.activate
-@pytest.mark.parametrize(("errcode", "kind"), [(40001, TokenError), (43004, PermanentError), (-1, TransientError)])
+@pytest.mark.parametrize(
+    ("errcode", "kind"), [(40001, TokenError), (43004, PermanentError), (-1, TransientError)]
+)
 def test_send_raises_the_class_of_the_errcode(errcode: int, kind: type) -> None:
     responses.post(SEND, json={"errcode": errcode, "errmsg": "no"})
     with pytest.raises(kind) as info:
@@ -91,7 +93,8 @@ def test_a_404_means_the_api_base_is_wrong() -> None:
 
 @responses.activate
 @pytest.mark.parametrize(
-    "failure", [requests.ConnectTimeout("c"), requests.ReadTimeout("r"), requests.ConnectionError("x")]
+    "failure",
+    [requests.ConnectTimeout("c"), requests.ReadTimeout("r"), requests.ConnectionError("x")],
 )
 def test_network_failures_are_transient_and_never_show_the_token(failure: Exception) -> None:
     responses.post(SEND, body=failure)
@@ -110,7 +113,9 @@ def test_an_answer_that_is_not_json_is_transient() -> None:
 
 @responses.activate
 def test_stable_token_posts_the_credentials() -> None:
-    call = responses.post(f"{BASE}/cgi-bin/stable_token", json={"access_token": "AT", "expires_in": 7200})
+    call = responses.post(
+        f"{BASE}/cgi-bin/stable_token", json={"access_token": "AT", "expires_in": 7200}
+    )
     token = client().fetch_token(force_refresh=True)
     assert (token.value, token.expires_in) == ("AT", 7200)
     assert json.loads(call.calls[0].request.body) == {
@@ -130,6 +135,8 @@ def test_classic_token_uses_the_query_string() -> None:
 
 @responses.activate
 def test_a_bad_secret_is_an_account_error() -> None:
-    responses.post(f"{BASE}/cgi-bin/stable_token", json={"errcode": 40125, "errmsg": "invalid appsecret"})
+    responses.post(
+        f"{BASE}/cgi-bin/stable_token", json={"errcode": 40125, "errmsg": "invalid appsecret"}
+    )
     with pytest.raises(AccountError):
         client().fetch_token()

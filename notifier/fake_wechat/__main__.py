@@ -1,0 +1,45 @@
+"""Command line entry point, so the fake can run as its own process beside the service."""
+
+import argparse
+
+from .config import FakeConfig
+from .server import serve
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = FakeConfig()
+    parser = argparse.ArgumentParser(
+        prog="python -m notifier.fake_wechat", description="Run a fake WeChat API server."
+    )
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--app-id", default=defaults.app_id)
+    parser.add_argument("--app-secret", default=defaults.app_secret)
+    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms)
+    parser.add_argument("--fail-rate", type=float, default=defaults.fail_rate)
+    parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl)
+    parser.add_argument("--dedupe-window", type=float, default=defaults.dedupe_window)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments and serve until interrupted."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        config = FakeConfig(
+            app_id=args.app_id,
+            app_secret=args.app_secret,
+            latency_ms=args.latency_ms,
+            fail_rate=args.fail_rate,
+            token_ttl=args.token_ttl,
+            dedupe_window=args.dedupe_window,
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    serve(config, args.host, args.port, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    main()

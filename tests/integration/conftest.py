@@ -1,0 +1,182 @@
+"""Real processes for integration tests: Redis, the fake WeChat, a Celery worker and the web app."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+
+from notifier.client import NotifierClient, template_message
+from notifier.redis_server import RedisServer, free_port
+from notifier.signature import new_secret
+
+APP_ID, APP_SECRET = "wx_it_app", "it_secret"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Poll until `predicate` returns something truthy, or fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Process:
+    """A child process whose output goes to a log file that a failing test can show."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], logs: Path) -> None:
+        self.name, self.args, self.env = name, args, env
+        self.log_path = logs / f"{name}.log"
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.kill() if kill else self.popen.terminate()
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=5)
+
+
+class Stack:
+    """The running stack plus helpers to drive and inspect it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.redis = RedisServer(root / "redis", appendonly=True)
+        self.wechat_port, self.web_port = free_port(), free_port()
+        self.secret = new_secret()
+        self.wechat = f"http://127.0.0.1:{self.wechat_port}"
+        self.web = f"http://127.0.0.1:{self.web_port}"
+        self.processes: dict[str, Process] = {}
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "WECHAT_APP_ID": APP_ID,
+            "WECHAT_APP_SECRET": APP_SECRET,
+            "WECHAT_API_BASE": self.wechat,
+            "WEBHOOK_SECRET": self.secret,
+            "WECHAT_READ_TIMEOUT": "1",
+            "SEND_RETRY_BACKOFF_MAX": "1",
+            "SEND_MAX_RETRIES": "4",
+            "PORT": str(self.web_port),
+            **extra,
+        }
+
+    def spawn(self, name: str, args: list[str], **env: str) -> Process:
+        process = Process(name, args, self.env(**env), self.root).start()
+        self.processes[name] = process
+        return process
+
+    def start(self) -> Stack:
+        self.redis.start()
+        py = sys.executable
+        self.spawn("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.wechat_port),
+                              "--app-id", APP_ID, "--app-secret", APP_SECRET])  # fmt: skip
+        self.start_worker()
+        self.spawn("web", [py, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.web_port}",
+                           "--workers", "1", "--worker-class", "gthread", "--threads", "8"])  # fmt: skip
+        wait_for(lambda: _answers(f"{self.wechat}/healthz"), what="the fake WeChat")
+        wait_for(lambda: _answers(f"{self.web}/healthz"), what="the web app")
+        return self
+
+    def start_worker(self, name: str = "worker") -> Process:
+        process = self.spawn(
+            name,
+            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", "threads",
+             "--concurrency", "8", "--queues", "notifier.messages", "--loglevel", "INFO",
+             "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
+        )  # fmt: skip
+        wait_for(lambda: " ready." in process.output(), what=f"{name} to be ready")
+        return process
+
+    def stop(self) -> None:
+        for process in reversed(self.processes.values()):
+            process.stop()
+        self.redis.stop()
+
+    # Driving and inspecting -------------------------------------------------
+    def client(self) -> NotifierClient:
+        return NotifierClient(self.web, self.secret)
+
+    def post(self, touser: str = "oFollower0001", **fields: str) -> str:
+        message = template_message(touser, "TPL_IT", fields or {"thing1": "hello"})
+        response = self.client().post_message(message)
+        assert response.status_code == 202, response.text
+        return str(response.json()["id"])
+
+    def fake(self, method: str, path: str, payload: Any = None) -> Any:
+        response = requests.request(method, f"{self.wechat}{path}", json=payload, timeout=5)
+        response.raise_for_status()
+        return response.json()
+
+    def delivered(self) -> list[dict[str, Any]]:
+        return list(self.fake("GET", "/_fake/messages")["messages"])
+
+    def deliveries_of(self, ids: list[str]) -> dict[str, int]:
+        counts = dict.fromkeys(ids, 0)
+        for message in self.delivered():
+            if message.get("client_msg_id") in counts:
+                counts[message["client_msg_id"]] += 1
+        return counts
+
+    def wait_delivered(self, ids: list[str], timeout: float = 60) -> dict[str, int]:
+        wait_for(lambda: all(self.deliveries_of(ids).values()), timeout, f"{len(ids)} deliveries")
+        return self.deliveries_of(ids)
+
+    def status(self, message_id: str) -> str | None:
+        client = redis.Redis.from_url(self.redis.url)
+        try:
+            value = client.hget(f"notifier:msg:{message_id}", "status")
+        finally:
+            client.close()
+        return value.decode() if value else None
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, Stack):
+        for process in stack.processes.values():
+            report.sections.append((f"{process.name} log", process.output()[-6000:]))
+    return report

@@ -1,0 +1,74 @@
+"""Settings: defaults, validation, and one clear line naming what is missing."""
+
+from __future__ import annotations
+
+import pytest
+
+from notifier.config import Settings, load_settings
+from notifier.errors import ConfigError
+from notifier.signature import new_secret
+
+
+def test_defaults_need_nothing() -> None:
+    settings = load_settings({})
+    assert settings.redis_url == "redis://localhost:6379/0"
+    assert settings.wechat_api_base == "https://api.weixin.qq.com"
+    assert settings.wechat_token_api == "stable"
+    assert settings.send_rate_limit is None
+
+
+def test_values_are_parsed() -> None:
+    one, two = new_secret(), new_secret()
+    settings = load_settings(
+        {
+            "REDIS_URL": "redis://r:6380/2",
+            "WECHAT_API_BASE": "http://fake:8001/",
+            "WECHAT_TOKEN_API": "classic",
+            "WEBHOOK_SECRET": f" {one}  {two} ",
+            "SEND_RATE_LIMIT": "200/s",
+            "PORT": "9000",
+        }
+    )
+    assert settings.wechat_api_base == "http://fake:8001"
+    assert settings.webhook_secrets == (one, two)
+    assert (settings.wechat_token_api, settings.send_rate_limit, settings.port) == (
+        "classic",
+        "200/s",
+        9000,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"WECHAT_TOKEN_API": "fast"}, "WECHAT_TOKEN_API"),
+        ({"SEND_RATE_LIMIT": "lots"}, "SEND_RATE_LIMIT"),
+        ({"PORT": "http"}, "PORT"),
+        ({"PORT": "70000"}, "PORT"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"WEBHOOK_SECRET": "hunter2hunter2hunter2"}, "WEBHOOK_SECRET"),
+        (
+            {"SEND_RETRY_BACKOFF_MAX": "60", "BROKER_VISIBILITY_TIMEOUT": "90"},
+            "BROKER_VISIBILITY_TIMEOUT",
+        ),
+    ],
+)
+def test_bad_values_name_their_variable(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)
+
+
+def test_a_malformed_secret_is_never_echoed() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"WEBHOOK_SECRET": "hunter2hunter2hunter2"})
+    assert "hunter2" not in str(info.value)
+
+
+def test_each_process_asks_only_for_what_it_needs() -> None:
+    with pytest.raises(ConfigError, match="WECHAT_APP_ID"):
+        Settings().require_worker()
+    with pytest.raises(ConfigError, match="WECHAT_APP_SECRET"):
+        Settings(wechat_app_id="wx1").require_worker()
+    with pytest.raises(ConfigError, match="WEBHOOK_SECRET"):
+        Settings().require_web()
+    assert Settings(webhook_secrets=(new_secret(),)).require_web()
