@@ -51,8 +51,10 @@ def test_a_send_that_timed_out_but_landed_is_not_shown_twice(stack: Stack) -> No
     wait_for(lambda: stack.status(message_id) == "sent", what="status sent")
     # The slow first call may finish after the retry did: wait for both to be counted.
     wait_for(
-        lambda: stack.fake("GET", "/_fake/stats")["duplicates_suppressed"]
-        > before["duplicates_suppressed"],
+        lambda: (
+            stack.fake("GET", "/_fake/stats")["duplicates_suppressed"]
+            > before["duplicates_suppressed"]
+        ),
         what="the second copy to reach the fake",
     )
     assert stack.deliveries_of([message_id]) == {message_id: 1}
