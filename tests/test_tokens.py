@@ -7,7 +7,7 @@ import time
 
 import redis
 
-from notifier.tokens import EXPIRY_MARGIN, TokenStore
+from notifier.tokens import EXPIRY_MARGIN, MIN_TTL, TokenStore
 from notifier.wechat import AccessToken
 
 
@@ -82,3 +82,13 @@ def test_refresh_replaces_the_stored_token(redis_client: redis.Redis) -> None:
     store.current()
     assert store.refresh() == "token-2"
     assert store.current() == "token-2"
+
+
+def test_a_token_near_its_end_is_kept_no_shorter_than_the_floor(redis_client: redis.Redis) -> None:
+    class Short(Source):
+        def fetch_token(self, force_refresh: bool = False) -> AccessToken:
+            return AccessToken("short", 200)
+
+    store = TokenStore(redis_client, Short())
+    store.current()
+    assert MIN_TTL - 2 <= redis_client.ttl(store.key) <= MIN_TTL

@@ -104,3 +104,14 @@ def test_a_process_missing_a_setting_stops_with_one_line(
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode != 0
     assert re.search(rf"^{re.escape(line)}", result.stderr, re.M), result.stderr[-2000:]
+
+
+def test_the_send_rate_limit_comes_from_the_environment() -> None:
+    code = (
+        "import notifier.tasks as t; print(t.send_template.rate_limit, t.send_template.max_retries)"
+    )
+    env = {**os.environ, "SEND_RATE_LIMIT": "25/s", "SEND_MAX_RETRIES": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.stdout.split() == ["25/s", "3"], result.stderr
