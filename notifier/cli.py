@@ -63,35 +63,17 @@ def send(
         sys.exit(1)
 
 
-@main.command("fake-wechat")
-@click.option("--port", type=int, default=8001, show_default=True)
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--app-id", default="wx_dev_app", show_default=True)
-@click.option("--app-secret", default="dev_secret", show_default=True)
-@click.option(
-    "--latency-ms", type=float, default=0.0, show_default=True, help="Added to each send."
+@main.command(
+    "fake-wechat",
+    context_settings={"ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
 )
-@click.option(
-    "--fail-rate", type=float, default=0.0, show_default=True, help="Share of sends answered -1."
-)
-@click.option(
-    "--token-ttl", type=int, default=7200, show_default=True, help="Token life in seconds."
-)
-def fake_wechat(
-    port: int, host: str, app_id: str, app_secret: str, latency_ms: float, fail_rate: float,
-    token_ttl: int,
-) -> None:  # fmt: skip
-    """Serve a fake WeChat API for development, tests and benchmarks."""
-    from notifier.fake_wechat import FakeConfig, serve
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def fake_wechat(args: tuple[str, ...]) -> None:
+    """Serve a fake WeChat API for development, tests and benchmarks (--help for options)."""
+    from notifier.fake_wechat.__main__ import main as serve_fake
 
-    config = FakeConfig(
-        app_id=app_id,
-        app_secret=app_secret,
-        latency_ms=latency_ms,
-        fail_rate=fail_rate,
-        token_ttl=token_ttl,
-    )
-    serve(config, host, port)
+    serve_fake(list(args))
 
 
 @main.command()

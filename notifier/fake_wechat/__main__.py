@@ -9,16 +9,29 @@ from .server import serve
 def _parser() -> argparse.ArgumentParser:
     defaults = FakeConfig()
     parser = argparse.ArgumentParser(
-        prog="python -m notifier.fake_wechat", description="Run a fake WeChat API server."
+        prog="notifier fake-wechat",
+        description="Serve a fake WeChat API for development, tests and benchmarks.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--app-id", default=defaults.app_id)
-    parser.add_argument("--app-secret", default=defaults.app_secret)
-    parser.add_argument("--latency-ms", type=float, default=defaults.latency_ms)
-    parser.add_argument("--fail-rate", type=float, default=defaults.fail_rate)
-    parser.add_argument("--token-ttl", type=int, default=defaults.token_ttl)
-    parser.add_argument("--dedupe-window", type=float, default=defaults.dedupe_window)
+    parser.add_argument("--port", type=int, default=8001, help="port to listen on")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--app-id", default=defaults.app_id, help="the only app id accepted")
+    parser.add_argument("--app-secret", default=defaults.app_secret, help="its AppSecret")
+    parser.add_argument(
+        "--latency-ms", type=float, default=defaults.latency_ms, help="delay added to each send"
+    )
+    parser.add_argument(
+        "--fail-rate", type=float, default=defaults.fail_rate, help="share of sends answered -1"
+    )
+    parser.add_argument(
+        "--token-ttl", type=int, default=defaults.token_ttl, help="token life in seconds"
+    )
+    parser.add_argument(
+        "--dedupe-window",
+        type=float,
+        default=defaults.dedupe_window,
+        help="seconds a client_msg_id is remembered",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
