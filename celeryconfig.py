@@ -59,6 +59,11 @@ beat_schedule = {
         # Every 100 minutes: well inside the token's 120-minute life.
         "schedule": 6000.0,
     },
+    "resume-deferred": {
+        "task": "notifier.resume_deferred",
+        # Deferred messages go out within a minute of the daily quota's reset.
+        "schedule": 60.0,
+    },
 }
 
 timezone = "UTC"

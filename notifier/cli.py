@@ -150,3 +150,13 @@ def _smoke(stack: Any) -> None:
             return
         time.sleep(0.2)
     raise click.ClickException(f"smoke: message {message_id} did not arrive within 30 s")
+
+
+def _register_operator_commands() -> None:
+    from notifier import console
+
+    for command in (console.status, console.dead_letters, console.quota):
+        main.add_command(command)
+
+
+_register_operator_commands()

@@ -35,6 +35,11 @@ class Settings:
     send_retry_backoff_max: int = 30
     visibility_timeout: int = 90
     log_level: str = "INFO"
+    api_tokens: tuple[str, ...] = ()
+    status_retention: int = 7 * 24 * 3600
+    idempotency_ttl: int = 24 * 3600
+    wechat_callback_token: str = ""
+    wechat_encoding_aes_key: str = ""
 
     def require_worker(self) -> Settings:
         """Fail fast when a worker could not reach WeChat."""
@@ -79,6 +84,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
         visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 86400)),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
+        api_tokens=_api_tokens(env.get("API_TOKENS", "")),
+        status_retention=int(_number(env, "STATUS_RETENTION_DAYS", 7, 1, 365) * 86400),
+        idempotency_ttl=int(_number(env, "IDEMPOTENCY_TTL_HOURS", 24, 24, 24 * 30) * 3600),
+        wechat_callback_token=env.get("WECHAT_CALLBACK_TOKEN", "").strip(),
+        wechat_encoding_aes_key=_aes_key(env.get("WECHAT_ENCODING_AES_KEY", "")),
     )
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
@@ -106,6 +116,20 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _api_tokens(raw: str) -> tuple[str, ...]:
+    tokens = tuple(raw.split())
+    if any(len(token) < 16 for token in tokens):
+        raise ConfigError("API_TOKENS must hold tokens of at least 16 characters, space-separated")
+    return tokens
+
+
+def _aes_key(raw: str) -> str:
+    key = raw.strip()
+    if key and not re.fullmatch(r"[A-Za-z0-9+/]{43}", key):
+        raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43 characters WeChat shows")
+    return key
 
 
 def _secrets(raw: str) -> tuple[str, ...]:

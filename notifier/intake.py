@@ -1,19 +1,20 @@
-"""POST /v1/messages: verify the signature, validate the body, queue it, answer 202."""
+"""POST /v1/messages: verify the signature, validate the body, queue it once, answer 202."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
 
 from notifier.errors import BrokerUnavailable, SignatureError
 from notifier.problems import problem
-from notifier.queue import Enqueuer
+from notifier.queue import new_message_id
 from notifier.schema import MessageSchema, field_errors
-from notifier.signature import Verifier
+from notifier.services import services
 
 log = logging.getLogger(__name__)
 
@@ -24,20 +25,35 @@ _schema = MessageSchema()
 @bp.post("/v1/messages")
 def create_message() -> Response | tuple[Response, int]:
     """Accept one signed message; it is on the broker before the 202 leaves."""
+    svc = services()
     body = request.get_data(cache=True)
-    verifier: Verifier = current_app.extensions["notifier.verifier"]
     try:
-        verifier.verify(dict(request.headers.items()), body)
+        webhook_id = svc.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         return problem(401, f"webhook signature refused: {exc}")
     message = _parse(body)
     if isinstance(message, Response):
         return message
-    enqueuer: Enqueuer = current_app.extensions["notifier.enqueuer"]
+    message_id = new_message_id()
+    claim = svc.idempotency.reserve(webhook_id, body, message_id)
+    if claim is not None and claim.same_body and not claim.queued:
+        claim = svc.idempotency.wait(webhook_id, body)
+    if claim is not None:
+        if not claim.same_body:
+            return problem(409, "this webhook-id was already used with a different body")
+        if not claim.queued:
+            return problem(409, "a request with this webhook-id is still being queued; retry")
+        return jsonify(id=claim.message_id, status="queued"), 202
     try:
-        message_id = enqueuer.enqueue(message)
+        svc.enqueuer.enqueue(message, message_id)
     except BrokerUnavailable:
+        with contextlib.suppress(Exception):
+            svc.idempotency.release(webhook_id)
         return problem(503, "the message queue is unavailable; nothing was queued, try again")
+    try:
+        svc.idempotency.confirm(webhook_id, body, message_id)
+    except Exception as exc:  # The message is queued; a retry will wait, then get a 409.
+        log.warning("could not confirm webhook-id after queueing: %s", type(exc).__name__)
     return jsonify(id=message_id, status="queued"), 202
 
 

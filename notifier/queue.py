@@ -42,13 +42,13 @@ class Enqueuer:
         self._state = state
         self._publish = publish
 
-    def enqueue(self, message: dict[str, Any]) -> str:
+    def enqueue(self, message: dict[str, Any], message_id: str | None = None) -> str:
         """Queue one validated message and return its id.
 
         Raises:
             BrokerUnavailable: Redis could not be reached; nothing was queued.
         """
-        message_id = new_message_id()
+        message_id = message_id or new_message_id()
         payload = task_payload(message_id, message)
         try:
             self._state.record_queued(message_id)

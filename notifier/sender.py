@@ -13,6 +13,7 @@ from notifier.errors import (
     TransientError,
     WeChatError,
 )
+from notifier.quota import QuotaGate
 from notifier.state import MessageState
 from notifier.tokens import TokenStore
 from notifier.wechat import WeChatClient
@@ -35,11 +36,17 @@ class Sender:
     """Sends a message at most once at a time, and records how each attempt ended."""
 
     def __init__(
-        self, client: WeChatClient, tokens: TokenStore, state: MessageState, claim_seconds: int
+        self,
+        client: WeChatClient,
+        tokens: TokenStore,
+        state: MessageState,
+        quota: QuotaGate,
+        claim_seconds: int,
     ) -> None:
         self._client = client
         self._tokens = tokens
         self._state = state
+        self._quota = quota
         self._claim_seconds = claim_seconds
 
     def deliver(self, payload: dict[str, Any], last_attempt: bool) -> int | None:
@@ -49,12 +56,20 @@ class Sender:
             TransientError: try again later (the state says `retrying`, or `dead`
                 when this was the last attempt).
             PermanentError: never try again (the state says `failed`).
-            DailyQuotaError: the account's quota is spent (the state says `deferred`).
+
+        A spent daily quota (45009) pauses sending for the account and leaves the
+        message `deferred`, to be queued again when the quota resets.
         """
         message_id = payload["id"]
         status = self._state.status(message_id)
         if status in st.FINAL:
             log.info("message %s is already %s; not sending it again", message_id, status)
+            return None
+        pause = self._quota.paused()
+        if pause is not None:
+            # Don't spend a call WeChat will refuse; hold the message until the reset.
+            self._state.record_deferred(message_id, 45009, pause["errmsg"], payload)
+            log.info("message %s deferred: sending is paused for the daily quota", message_id)
             return None
         if not self._state.claim(message_id, self._claim_seconds):
             if last_attempt:
@@ -67,11 +82,12 @@ class Sender:
             self._record_transient(message_id, exc, payload, last_attempt)
             raise
         except DailyQuotaError as exc:
+            self._quota.pause(exc.errmsg)
             log.warning(
                 "message %s deferred: daily quota reached (errcode %d)", message_id, exc.errcode
             )
             self._state.record_deferred(message_id, exc.errcode, exc.errmsg, payload)
-            raise
+            return None
         except PermanentError as exc:
             log.warning(
                 "message %s failed permanently: errcode %d %s", message_id, exc.errcode, exc.errmsg

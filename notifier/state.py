@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -20,8 +21,27 @@ DEFERRED = "deferred"
 
 # A message in one of these states is never sent again unless an operator replays it.
 FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD})
+# States an operator can send again, keeping the message's id and history.
+REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
 DEFAULT_RETENTION = 7 * 24 * 3600
+
+# Moves a message back to `queued` only if it is still replayable, so two operators
+# replaying at once publish it once. Returns {old status, payload}, or nil (and then
+# drops the id from the indexes, where it was stale).
+_REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3] then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  redis.call('ZREM', KEYS[4], ARGV[6])
+  return nil
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+return {status, redis.call('HGET', KEYS[1], 'payload')}
+"""
 
 
 @dataclass
@@ -34,7 +54,27 @@ class MessageRecord:
     msgid: int | None = None
     errcode: int | None = None
     errmsg: str | None = None
+    payload: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self, with_payload: bool = False) -> dict[str, Any]:
+        """The JSON view shown by the status API and the CLI; times in ISO 8601 UTC."""
+        view: dict[str, Any] = {"id": self.id, "status": self.status, "attempts": self.attempts}
+        if self.msgid is not None:
+            view["msgid"] = self.msgid
+        if self.errcode is not None:
+            view["errcode"] = self.errcode
+            view["errmsg"] = self.errmsg
+        view["history"] = [{**h, "at": iso(h["at"])} for h in self.history]
+        if with_payload and self.payload is not None:
+            view["payload"] = self.payload
+        return view
+
+
+def iso(timestamp: float) -> str:
+    """A Unix time as ISO 8601 UTC with milliseconds."""
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class MessageState:
@@ -51,10 +91,13 @@ class MessageState:
         self._retention = retention
         self._prefix = prefix
         self._clock = clock
+        self.dead_index = f"{prefix}:dead"
+        self.deferred_index = f"{prefix}:deferred"
+        self._requeue = client.register_script(_REQUEUE)
 
-    def record_queued(self, message_id: str) -> None:
+    def record_queued(self, message_id: str, pipe: Any = None) -> None:
         """Create the record as the intake accepts a message."""
-        self._transition(message_id, QUEUED, {})
+        self._transition(message_id, QUEUED, {}, pipe=pipe)
 
     def discard(self, message_id: str) -> None:
         """Forget a record whose message never reached the broker."""
@@ -85,36 +128,96 @@ class MessageState:
 
     def record_sent(self, message_id: str, msgid: int) -> None:
         """Mark the message accepted by WeChat and remember its msgid for receipts."""
-        self._transition(message_id, SENT, {"msgid": msgid}, clear_error=True)
-        self._redis.set(f"{self._prefix}:msgid:{msgid}", message_id, ex=self._retention)
+        pipe = self._redis.pipeline()
+        self._transition(message_id, SENT, {"msgid": msgid}, clear=("errcode", "errmsg"), pipe=pipe)
+        pipe.hdel(self._key(message_id), "payload")
+        pipe.set(self.msgid_key(msgid), message_id, ex=self._retention)
+        pipe.getdel(self.early_receipt_key(msgid))
+        early = pipe.execute()[-1]
+        if early:
+            # WeChat's receipt outran our own bookkeeping; apply it now.
+            status, _, reason = early.decode().partition("|")
+            self.record_receipt(message_id, status, reason)
 
     def record_retrying(self, message_id: str, errcode: int, errmsg: str) -> None:
         """Mark a transient failure that will be retried."""
         self._transition(message_id, RETRYING, {"errcode": errcode, "errmsg": errmsg})
 
     def record_failed(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
-        """Mark a permanent failure, keeping the payload so an operator can act on it."""
-        self._transition(
-            message_id,
-            FAILED,
-            {"errcode": errcode, "errmsg": errmsg, "payload": json.dumps(payload)},
-        )
+        """Mark a permanent failure, keeping the payload so an operator can replay it."""
+        self._park(message_id, FAILED, errcode, errmsg, payload, self.dead_index)
 
     def record_dead(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
         """Mark a message whose retries are exhausted, keeping its payload."""
-        self._transition(
-            message_id,
-            DEAD,
-            {"errcode": errcode, "errmsg": errmsg, "payload": json.dumps(payload)},
-        )
+        self._park(message_id, DEAD, errcode, errmsg, payload, self.dead_index)
 
     def record_deferred(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
         """Mark a message held back by the account's daily quota, keeping its payload."""
-        self._transition(
-            message_id,
-            DEFERRED,
-            {"errcode": errcode, "errmsg": errmsg, "payload": json.dumps(payload)},
-        )
+        self._park(message_id, DEFERRED, errcode, errmsg, payload, self.deferred_index)
+
+    def keep_early_receipt(self, msgid: int, status: str, reason: str) -> None:
+        """Hold a receipt that arrived before the send was recorded, for record_sent to apply."""
+        self._redis.set(self.early_receipt_key(msgid), f"{status}|{reason}", ex=86400)
+
+    def early_receipt_key(self, msgid: int) -> str:
+        """Where a receipt waits for its message's send to be recorded."""
+        return f"{self._prefix}:receipt:{msgid}"
+
+    def record_receipt(self, message_id: str, status: str, reason: str) -> bool:
+        """Apply WeChat's delivery receipt once; a repeated push changes nothing."""
+        current = self.status(message_id)
+        if current in (DELIVERED, FAILED) or current is None:
+            return False
+        fields = {"receipt": reason}
+        if status == FAILED:
+            fields["errmsg"] = reason
+        self._transition(message_id, status, fields, detail=reason)
+        return True
+
+    def requeue(self, message_id: str, reason: str) -> dict[str, Any] | None:
+        """Move a failed, dead or deferred message back to queued; return its payload.
+
+        Returns None when the message is not (or no longer) replayable.
+        """
+        now = round(self._clock(), 3)
+        entry = json.dumps({"status": QUEUED, "at": now, "detail": reason}, separators=(",", ":"))
+        keys = [
+            self._key(message_id),
+            self._history_key(message_id),
+            self.dead_index,
+            self.deferred_index,
+        ]
+        result = self._requeue(keys=keys, args=[*REPLAYABLE, now, entry, message_id])
+        if not result or result[1] is None:
+            return None
+        payload: dict[str, Any] = json.loads(result[1])
+        return payload
+
+    def unqueue(self, message_id: str, status: str) -> None:
+        """Undo a requeue whose publish failed, so the message stays visible where it was."""
+        index = self.deferred_index if status == DEFERRED else self.dead_index
+        pipe = self._redis.pipeline()
+        pipe.hset(self._key(message_id), "status", status)
+        pipe.zadd(index, {message_id: self._clock()})
+        pipe.execute()
+
+    def ids(self, index: str, limit: int = 100, offset: int = 0) -> list[str]:
+        """Ids in an index (dead letters or deferred), oldest first."""
+        members = self._redis.zrange(index, offset, offset + limit - 1)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+
+    def count(self, index: str) -> int:
+        """How many ids an index holds."""
+        return int(self._redis.zcard(index))
+
+    def message_for_msgid(self, msgid: int) -> str | None:
+        """The message id WeChat's msgid belongs to, for receipts."""
+        value = self._redis.get(self.msgid_key(msgid))
+        return value.decode() if isinstance(value, bytes) else value
+
+    def msgid_key(self, msgid: int) -> str:
+        """Where a WeChat msgid points to its message id."""
+        return f"{self._prefix}:msgid:{msgid}"
 
     def get(self, message_id: str) -> MessageRecord | None:
         """Return the whole record with its history, or None for an unknown id."""
@@ -132,26 +235,49 @@ class MessageState:
             msgid=int(fields["msgid"]) if fields.get("msgid") else None,
             errcode=int(fields["errcode"]) if fields.get("errcode") else None,
             errmsg=fields.get("errmsg") or None,
+            payload=json.loads(fields["payload"]) if fields.get("payload") else None,
             history=[json.loads(item) for item in history],
         )
 
+    def _park(
+        self, message_id: str, status: str, errcode: int, errmsg: str, payload: Any, index: str
+    ) -> None:
+        pipe = self._redis.pipeline()
+        fields = {"errcode": errcode, "errmsg": errmsg, "payload": json.dumps(payload)}
+        self._transition(message_id, status, fields, pipe=pipe)
+        now = self._clock()
+        pipe.zadd(index, {message_id: now})
+        # Ids outlive nothing: drop those whose records have expired.
+        pipe.zremrangebyscore(index, 0, now - self._retention)
+        pipe.execute()
+
     def _transition(
-        self, message_id: str, status: str, fields: dict[str, Any], clear_error: bool = False
+        self,
+        message_id: str,
+        status: str,
+        fields: dict[str, Any],
+        clear: tuple[str, ...] = (),
+        detail: str | None = None,
+        pipe: Any = None,
     ) -> None:
         now = round(self._clock(), 3)
         key, history = self._key(message_id), self._history_key(message_id)
         entry: dict[str, Any] = {"status": status, "at": now}
         if "errcode" in fields:
             entry["errcode"] = fields["errcode"]
-        pipe = self._redis.pipeline()
+        if detail:
+            entry["detail"] = detail
+        own = pipe is None
+        pipe = self._redis.pipeline() if own else pipe
         mapping: dict[str, str | int | float] = {"status": status, "updated": now, **fields}
-        pipe.hset(key, mapping=mapping)  # type: ignore[arg-type]
-        if clear_error:
-            pipe.hdel(key, "errcode", "errmsg")
+        pipe.hset(key, mapping=mapping)
+        if clear:
+            pipe.hdel(key, *clear)
         pipe.rpush(history, json.dumps(entry, separators=(",", ":")))
         pipe.expire(key, self._retention)
         pipe.expire(history, self._retention)
-        pipe.execute()
+        if own:
+            pipe.execute()
 
     def _key(self, message_id: str) -> str:
         return f"{self._prefix}:msg:{message_id}"

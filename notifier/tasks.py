@@ -3,33 +3,44 @@
 from __future__ import annotations
 
 import functools
+import logging
 import random
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Task, shared_task
 
 from notifier.config import Settings, current
-from notifier.errors import (
-    DailyQuotaError,
-    MinuteQuotaError,
-    PermanentError,
-    TransientError,
-)
-from notifier.queue import SEND_TASK
+from notifier.errors import MinuteQuotaError, PermanentError, TransientError
+from notifier.queue import SEND_TASK, celery_publisher
+from notifier.quota import QuotaGate
+from notifier.replay import Replayer
 from notifier.sender import Sender
 from notifier.state import MessageState
 from notifier.tokens import TokenStore
 from notifier.wechat import Credentials, WeChatClient
 
 _settings = current()
+log = logging.getLogger(__name__)
 
 # WeChat's minute quota (45011) resets within a minute; wait that out, spread a little.
 MINUTE_QUOTA_DELAY = 60
 
 
+@dataclass(frozen=True)
+class Services:
+    """The per-process collaborators of the tasks."""
+
+    sender: Sender
+    tokens: TokenStore
+    quota: QuotaGate
+    replayer: Replayer
+    state: MessageState
+
+
 @functools.cache
-def _services() -> tuple[Sender, TokenStore]:
+def _services() -> Services:
     """Build the per-process clients lazily, after the pool has forked."""
     settings: Settings = current().require_worker()
     client = WeChatClient(
@@ -46,14 +57,16 @@ def _services() -> tuple[Sender, TokenStore]:
         settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
     )
     tokens = TokenStore(connection, client)
+    state = MessageState(connection, retention=settings.status_retention)
+    quota = QuotaGate(connection, settings.wechat_app_id)
     # Long enough for a send, a token refresh and a resend; shorter than the
     # visibility timeout, so a crashed sender's claim is gone before redelivery.
     claim = min(
         settings.visibility_timeout - 10,
         int(2 * (settings.wechat_connect_timeout + settings.wechat_read_timeout)) + 20,
     )
-    sender = Sender(client, tokens, MessageState(connection), claim_seconds=claim)
-    return sender, tokens
+    sender = Sender(client, tokens, state, quota, claim_seconds=claim)
+    return Services(sender, tokens, quota, Replayer(state, celery_publisher()), state)
 
 
 @shared_task(
@@ -68,11 +81,11 @@ def _services() -> tuple[Sender, TokenStore]:
     max_retries=_settings.send_max_retries,
     rate_limit=_settings.send_rate_limit,
     # Expected outcomes: reported as failures in Flower, logged without a traceback.
-    throws=(PermanentError, DailyQuotaError),
+    throws=(PermanentError,),
 )
 def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     """Send one template message; transient failures come back through autoretry."""
-    sender, _ = _services()
+    sender = _services().sender
     last_attempt = self.request.retries >= self.max_retries
     try:
         return sender.deliver(payload, last_attempt=last_attempt)
@@ -86,5 +99,18 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
 @shared_task(name="notifier.refresh_token", ignore_result=True, acks_late=True)
 def refresh_token() -> None:
     """Keep the access token ahead of its expiry (run by beat every 100 minutes)."""
-    _, tokens = _services()
-    tokens.refresh()
+    _services().tokens.refresh()
+
+
+@shared_task(name="notifier.resume_deferred", ignore_result=True)
+def resume_deferred() -> int:
+    """Queue deferred messages again once the daily-quota pause is over (beat, every minute)."""
+    services = _services()
+    if services.quota.paused() is not None:
+        return 0
+    index = services.state.deferred_index
+    if services.state.count(index) == 0:
+        return 0
+    resumed = services.replayer.replay_all(index, reason="resumed after the quota pause")
+    log.warning("daily quota reset: %d deferred messages queued again", resumed)
+    return resumed

@@ -8,10 +8,16 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from notifier import intake, logs
+from notifier import admin, callback, intake, logs, status
+from notifier.bearer import BearerTokens
 from notifier.config import Settings, current
+from notifier.idempotency import IdempotencyKeys
 from notifier.problems import problem
 from notifier.queue import Enqueuer, Publish, celery_publisher
+from notifier.quota import QuotaGate
+from notifier.receipts import CallbackVerifier
+from notifier.replay import Replayer
+from notifier.services import WebServices
 from notifier.signature import Verifier
 from notifier.state import MessageState
 
@@ -22,17 +28,28 @@ def create_app(settings: Settings | None = None, publish: Publish | None = None)
     """Build the receiver; `publish` defaults to the Celery broker."""
     settings = (settings or current()).require_web()
     logs.install(level=settings.log_level)
+    if not settings.api_tokens:
+        log.warning("API_TOKENS is not set: the status and operator endpoints refuse everyone")
     app = Flask("notifier")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     connection = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
     )
-    app.extensions["notifier.redis"] = connection
-    app.extensions["notifier.verifier"] = Verifier(settings.webhook_secrets)
-    app.extensions["notifier.enqueuer"] = Enqueuer(
-        MessageState(connection), publish or celery_publisher()
+    publish = publish or celery_publisher()
+    state = MessageState(connection, retention=settings.status_retention)
+    app.extensions["notifier"] = WebServices(
+        settings=settings,
+        verifier=Verifier(settings.webhook_secrets),
+        enqueuer=Enqueuer(state, publish),
+        idempotency=IdempotencyKeys(connection, settings.idempotency_ttl),
+        state=state,
+        bearer=BearerTokens(settings.api_tokens),
+        replayer=Replayer(state, publish),
+        quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
+        callback=CallbackVerifier.from_settings(settings),
     )
-    app.register_blueprint(intake.bp)
+    for blueprint in (intake.bp, status.bp, admin.bp, callback.bp):
+        app.register_blueprint(blueprint)
 
     @app.get("/healthz")
     def healthz() -> Response:
@@ -45,6 +62,11 @@ def create_app(settings: Settings | None = None, publish: Publish | None = None)
         if exc.code == 413:
             detail = f"body is larger than {settings.max_body_bytes} bytes"
         return problem(exc.code or 500, detail)
+
+    @app.errorhandler(redis.RedisError)
+    def redis_down(exc: redis.RedisError) -> Response:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return problem(503, "the message store is unavailable; try again")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

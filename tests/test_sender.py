@@ -8,7 +8,8 @@ import pytest
 import redis
 import responses
 
-from notifier.errors import DailyQuotaError, PermanentError, TransientError
+from notifier.errors import PermanentError, TransientError
+from notifier.quota import QuotaGate
 from notifier.sender import AlreadyClaimed, Sender
 from notifier.state import MessageState
 from notifier.tokens import TokenStore
@@ -36,7 +37,8 @@ def state(redis_client: redis.Redis) -> MessageState:
 @pytest.fixture
 def sender(redis_client: redis.Redis, state: MessageState) -> Sender:
     client = WeChatClient(Credentials(BASE, "wx_app", "secret", "stable", 0.5, 0.5))
-    return Sender(client, TokenStore(redis_client, client), state, claim_seconds=30)
+    quota = QuotaGate(redis_client, "wx_app")
+    return Sender(client, TokenStore(redis_client, client), state, quota, claim_seconds=30)
 
 
 def ok(msgid: int = 7) -> dict[str, object]:
@@ -119,12 +121,23 @@ def test_transient_errors_are_retrying_then_dead_on_the_last_attempt(
 
 
 @responses.activate
-def test_daily_quota_defers_the_message(sender: Sender, state: MessageState) -> None:
+def test_daily_quota_pauses_the_account_and_defers_without_calling_wechat(
+    sender: Sender, state: MessageState, redis_client: redis.Redis
+) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
-    responses.post(SEND, json={"errcode": 45009, "errmsg": "reach max api daily quota limit"})
-    with pytest.raises(DailyQuotaError):
-        sender.deliver(PAYLOAD, last_attempt=False)
+    send = responses.post(
+        SEND, json={"errcode": 45009, "errmsg": "reach max api daily quota limit"}
+    )
+    assert sender.deliver(PAYLOAD, last_attempt=False) is None
     assert state.status("m1") == "deferred"
+    assert state.ids(state.deferred_index) == ["m1"]
+    state.record_queued("m2")
+    assert (
+        sender.deliver({**PAYLOAD, "id": "m2", "client_msg_id": "m2"}, last_attempt=False) is None
+    )
+    assert state.status("m2") == "deferred"
+    assert send.call_count == 1
+    assert redis_client.ttl("notifier:quota:wx_app:paused") > 0
 
 
 @responses.activate

@@ -1,0 +1,61 @@
+"""Sending parked messages again: dead letters on request, deferred ones after the pause."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from notifier.queue import Publish
+from notifier.state import MessageRecord, MessageState
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+class Replayer:
+    """Requeues failed, dead or deferred messages under their own ids, keeping their history."""
+
+    def __init__(self, state: MessageState, publish: Publish) -> None:
+        self._state = state
+        self._publish = publish
+
+    def list(self, index: str, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
+        """Records in an index (dead letters or deferred), oldest first."""
+        records = (self._state.get(i) for i in self._state.ids(index, limit, offset))
+        return [r for r in records if r is not None]
+
+    def replay(self, message_id: str, reason: str = "replayed") -> bool:
+        """Queue one parked message again; False if it is unknown or not parked."""
+        before = self._state.status(message_id)
+        payload = self._state.requeue(message_id, reason)
+        if payload is None:
+            return False
+        try:
+            self._publish(payload)
+        except Exception:
+            self._state.unqueue(message_id, before or "dead")
+            raise
+        log.info("message %s %s", message_id, reason)
+        return True
+
+    def replay_all(
+        self,
+        index: str,
+        reason: str = "replayed",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> int:
+        """Queue every message of an index again, in batches; report (done, total) as it goes."""
+        total = self._state.count(index)
+        done = 0
+        while True:
+            ids = self._state.ids(index, BATCH, 0)
+            if not ids:
+                break
+            moved = sum(self.replay(i, reason) for i in ids)
+            done += moved
+            if progress:
+                progress(done, total)
+            if moved == 0:
+                break  # The rest are not replayable (another replay got there first).
+        return done
