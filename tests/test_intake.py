@@ -176,3 +176,40 @@ def test_unknown_routes_and_methods_are_problems(client: FlaskClient) -> None:
     response = client.get("/v1/messages")
     assert response.status_code == 405
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_repeated_webhook_id_with_the_same_body_returns_the_original_answer(
+    client: FlaskClient, broker: Broker
+) -> None:
+    first = client.post("/v1/messages", **signed(GOOD, msg_id="order-7"))
+    again = client.post("/v1/messages", **signed(GOOD, msg_id="order-7"))
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.get_json() == first.get_json()
+    assert len(broker.published) == 1
+
+
+def test_a_repeated_webhook_id_with_another_body_is_a_conflict(
+    client: FlaskClient, broker: Broker
+) -> None:
+    assert client.post("/v1/messages", **signed(GOOD, msg_id="order-8")).status_code == 202
+    other = {**GOOD, "touser": "oOtherUser1"}
+    response = client.post("/v1/messages", **signed(other, msg_id="order-8"))
+    assert response.status_code == 409
+    assert response.mimetype == "application/problem+json"
+    assert len(broker.published) == 1
+
+
+def test_a_webhook_id_refused_with_503_can_be_retried(client: FlaskClient, broker: Broker) -> None:
+    broker.down = True
+    assert client.post("/v1/messages", **signed(GOOD, msg_id="order-9")).status_code == 503
+    broker.down = False
+    assert client.post("/v1/messages", **signed(GOOD, msg_id="order-9")).status_code == 202
+    assert len(broker.published) == 1
+
+
+def test_the_idempotency_key_is_kept_at_least_a_day(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    client.post("/v1/messages", **signed(GOOD, msg_id="order-10"))
+    (key,) = redis_client.keys("notifier:idem:*")
+    assert redis_client.ttl(key) >= 24 * 3600 - 5

@@ -1,0 +1,120 @@
+"""Status and operator endpoints: bearer tokens, message status, dead letters, quota."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+from flask.testing import FlaskClient
+
+from notifier.config import Settings
+from notifier.quota import QuotaGate
+from notifier.state import MessageState
+from notifier.web import create_app
+from tests.conftest import signed
+from tests.test_intake import GOOD, Broker
+
+TOKEN = "operator-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def broker() -> Broker:
+    return Broker()
+
+
+@pytest.fixture
+def client(settings: Settings, broker: Broker, redis_client: redis.Redis) -> FlaskClient:
+    configured = replace(settings, api_tokens=("another-token-abcdefgh", TOKEN))
+    return create_app(configured, publish=broker).test_client()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": f"Basic {TOKEN}"}],
+)
+def test_status_needs_a_known_bearer_token(client: FlaskClient, headers: dict[str, str]) -> None:
+    response = client.get("/v1/messages/abc", headers=headers)
+    assert response.status_code == 401
+    assert response.mimetype == "application/problem+json"
+
+
+def test_status_of_an_unknown_message_is_404(client: FlaskClient) -> None:
+    assert client.get("/v1/messages/nope", headers=AUTH).status_code == 404
+
+
+def test_status_shows_the_lifecycle(client: FlaskClient, redis_client: redis.Redis) -> None:
+    message_id = client.post("/v1/messages", **signed(GOOD)).get_json()["id"]
+    state = MessageState(redis_client)
+    state.record_retrying(message_id, -1, "system busy")
+    state.record_sent(message_id, 123)
+    view = client.get(f"/v1/messages/{message_id}", headers=AUTH).get_json()
+    assert view["id"] == message_id
+    assert (view["status"], view["msgid"]) == ("sent", 123)
+    assert [h["status"] for h in view["history"]] == ["queued", "retrying", "sent"]
+    assert view["history"][0]["at"].endswith("Z")
+
+
+def park(
+    client: FlaskClient, redis_client: redis.Redis, errcode: int = 43004
+) -> tuple[str, dict[str, Any]]:
+    message_id = client.post("/v1/messages", **signed(GOOD, msg_id=f"w-{errcode}")).get_json()["id"]
+    payload = {"id": message_id, **GOOD, "client_msg_id": message_id}
+    MessageState(redis_client).record_failed(message_id, errcode, "require subscribe", payload)
+    return message_id, payload
+
+
+def test_dead_letters_are_listed_with_payload_and_replayed_under_their_id(
+    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+) -> None:
+    message_id, payload = park(client, redis_client)
+    listing = client.get("/v1/dead-letters", headers=AUTH).get_json()
+    assert listing["total"] == 1
+    (item,) = listing["items"]
+    assert (item["id"], item["errcode"], item["payload"]) == (message_id, 43004, payload)
+    response = client.post(f"/v1/dead-letters/{message_id}/replay", headers=AUTH)
+    assert response.status_code == 202
+    assert broker.published[-1] == payload
+    assert client.get("/v1/dead-letters", headers=AUTH).get_json()["total"] == 0
+    again = client.post(f"/v1/dead-letters/{message_id}/replay", headers=AUTH)
+    assert again.status_code == 404
+    view = client.get(f"/v1/messages/{message_id}", headers=AUTH).get_json()
+    assert [h["status"] for h in view["history"]] == ["queued", "failed", "queued"]
+
+
+def test_replay_all(client: FlaskClient, broker: Broker, redis_client: redis.Redis) -> None:
+    park(client, redis_client, 43004)
+    park(client, redis_client, 40003)
+    before = len(broker.published)
+    response = client.post("/v1/dead-letters/replay", headers=AUTH)
+    assert response.get_json() == {"replayed": 2}
+    assert len(broker.published) == before + 2
+
+
+def test_operator_endpoints_need_the_token(client: FlaskClient) -> None:
+    for method, path in [
+        ("GET", "/v1/dead-letters"),
+        ("POST", "/v1/dead-letters/x/replay"),
+        ("POST", "/v1/dead-letters/replay"),
+        ("GET", "/v1/quota"),
+        ("POST", "/v1/quota/resume"),
+    ]:
+        assert client.open(path, method=method).status_code == 401, path
+
+
+def test_quota_pause_is_visible_and_can_be_lifted(
+    client: FlaskClient, broker: Broker, redis_client: redis.Redis, settings: Settings
+) -> None:
+    message_id = client.post("/v1/messages", **signed(GOOD)).get_json()["id"]
+    payload = {"id": message_id, **GOOD, "client_msg_id": message_id}
+    QuotaGate(redis_client, settings.wechat_app_id).pause("reach max api daily quota limit")
+    MessageState(redis_client).record_deferred(message_id, 45009, "quota", payload)
+    view = client.get("/v1/quota", headers=AUTH).get_json()
+    assert view["paused"] and view["deferred"] == 1 and view["until"].endswith("Z")
+    assert client.get(f"/v1/messages/{message_id}", headers=AUTH).get_json()["status"] == "deferred"
+    response = client.post("/v1/quota/resume", headers=AUTH).get_json()
+    assert response == {"lifted": True, "resumed": 1}
+    assert broker.published[-1] == payload
+    assert client.get("/v1/quota", headers=AUTH).get_json() == {"paused": False, "deferred": 0}
