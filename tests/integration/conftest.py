@@ -62,8 +62,9 @@ class Process:
 class Stack:
     """The running stack plus helpers to drive and inspect it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, **overrides: str) -> None:
         self.root = root
+        self.overrides = overrides
         self.redis = RedisServer(root / "redis", appendonly=True)
         self.wechat_port, self.web_port = free_port(), free_port()
         self.secret = new_secret()
@@ -83,6 +84,7 @@ class Stack:
             "SEND_RETRY_BACKOFF_MAX": "1",
             "SEND_MAX_RETRIES": "4",
             "PORT": str(self.web_port),
+            **self.overrides,
             **extra,
         }
 
@@ -102,6 +104,12 @@ class Stack:
         wait_for(lambda: _answers(f"{self.wechat}/healthz"), what="the fake WeChat")
         wait_for(lambda: _answers(f"{self.web}/healthz"), what="the web app")
         return self
+
+    def restart_redis(self, down: Callable[[], None] = lambda: None) -> None:
+        """Stop Redis (flushing its append-only file), run `down`, start it on the same port."""
+        self.redis.stop()
+        down()
+        self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
     def start_worker(self, name: str = "worker") -> Process:
         process = self.spawn(
