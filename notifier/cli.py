@@ -95,13 +95,16 @@ def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bo
     from notifier.devstack import DevStack, Ports
 
     stack = DevStack(home.resolve(), Ports(web_port, wechat_port, flower_port), echo=click.echo)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        # A closed terminal (SIGHUP) stops the stack like a kill (SIGTERM): no orphans.
+        signal.signal(signum, lambda *_: sys.exit(0))
     try:
         stack.start()
         _banner(stack)
         if smoke:
             _smoke(stack)
             return
+        click.echo("Ctrl-C stops everything.\n")
         died = stack.watch()
         raise click.ClickException(f"{died} stopped; shutting the stack down")
     except KeyboardInterrupt:
@@ -129,8 +132,6 @@ def _banner(stack: Any) -> None:
             f"  WEBHOOK_SECRET='{stack.secret}' NOTIFIER_URL=http://127.0.0.1:{p.web} \\",
             f"    {command} send --to oDevFollower0001 --template TPL_ORDER_SHIPPED "
             "--data thing1=Shipped --data character_string2=SF1234567890",
-            "",
-            "Ctrl-C stops everything.",
             "",
         ])
     )  # fmt: skip

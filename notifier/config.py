@@ -82,7 +82,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_rate_limit=rate,
         send_max_retries=int(_number(env, "SEND_MAX_RETRIES", 8, 0, 100)),
         send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
-        visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 86400)),
+        # Below WeChat's 10-minute client_msg_id window, so a redelivery is de-duplicated.
+        visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 540)),
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         api_tokens=_api_tokens(env.get("API_TOKENS", "")),
         status_retention=int(_number(env, "STATUS_RETENTION_DAYS", 7, 1, 365) * 86400),

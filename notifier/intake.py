@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from marshmallow import ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier.errors import BrokerUnavailable, SignatureError
 from notifier.problems import problem
@@ -26,7 +27,7 @@ _schema = MessageSchema()
 def create_message() -> Response | tuple[Response, int]:
     """Accept one signed message; it is on the broker before the 202 leaves."""
     svc = services()
-    body = request.get_data(cache=True)
+    body = read_body(svc.settings.max_body_bytes)
     try:
         webhook_id = svc.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
@@ -57,12 +58,26 @@ def create_message() -> Response | tuple[Response, int]:
     return jsonify(id=message_id, status="queued"), 202
 
 
+def read_body(limit: int) -> bytes:
+    """The raw body, refusing with 413 anything over `limit`, chunked bodies included."""
+    body = request.get_data(cache=True)
+    if request.content_length is None and len(body) > limit:
+        request.stream.read(1)  # past the limit: raises RequestEntityTooLarge
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
 def _parse(body: bytes) -> dict[str, Any] | Response:
     """Decode and validate a JSON body, or return the problem response explaining why not."""
     if not request.mimetype or request.mimetype != "application/json":
         return problem(415, "send the body as application/json")
     try:
-        document = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return problem(400, "body is not UTF-8")
+    try:
+        document = json.loads(text)
     except (ValueError, RecursionError) as exc:
         return problem(400, f"body is not valid JSON: {exc}")
     if not isinstance(document, dict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -11,8 +12,16 @@ _ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="must be 1-64 letters, dig
 _CLIENT_MSG_ID = validate.Regexp(
     r"^[A-Za-z0-9_.:-]{1,64}$", error="must be 1-64 letters, digits or '_.:-'"
 )
+# Control characters (line breaks included, which WeChat strips) and lone surrogates,
+# which no follower's phone can show.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
 _MAX_DATA_KEYS = 50
 _MAX_VALUE_CHARS = 200
+
+
+def _printable(value: str) -> None:
+    if _UNPRINTABLE.search(value):
+        raise ValidationError("must not contain control characters, line breaks or lone surrogates")
 
 
 class _Value(Schema):
@@ -21,15 +30,17 @@ class _Value(Schema):
     class Meta:
         unknown = RAISE
 
-    value = fields.String(required=True, validate=validate.Length(max=_MAX_VALUE_CHARS))
+    value = fields.String(
+        required=True, validate=[validate.Length(max=_MAX_VALUE_CHARS), _printable]
+    )
 
 
 class _Miniprogram(Schema):
     class Meta:
         unknown = RAISE
 
-    appid = fields.String(required=True, validate=validate.Length(min=1, max=64))
-    pagepath = fields.String(validate=validate.Length(max=1024))
+    appid = fields.String(required=True, validate=[validate.Length(min=1, max=64), _printable])
+    pagepath = fields.String(validate=[validate.Length(max=1024), _printable])
 
 
 class MessageSchema(Schema):

@@ -79,10 +79,9 @@ class Verifier:
             raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
         if len(msg_id) > 256:
             raise SignatureError("webhook-id is longer than 256 characters")
-        try:
-            timestamp = int(raw_timestamp)
-        except ValueError:
-            raise SignatureError("webhook-timestamp is not a Unix time in seconds") from None
+        if not raw_timestamp.isascii() or not raw_timestamp.isdigit() or len(raw_timestamp) > 12:
+            raise SignatureError("webhook-timestamp is not a Unix time in seconds")
+        timestamp = int(raw_timestamp)
         current = time.time() if now is None else now
         if abs(current - timestamp) > self._tolerance:
             raise SignatureError("webhook-timestamp is more than 5 minutes away from now")

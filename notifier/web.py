@@ -31,7 +31,9 @@ def create_app(settings: Settings | None = None, publish: Publish | None = None)
     if not settings.api_tokens:
         log.warning("API_TOKENS is not set: the status and operator endpoints refuse everyone")
     app = Flask("notifier")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte of headroom: a chunked body is cut at this limit, and read_body() needs to
+    # tell a body of exactly the limit from a longer one.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     connection = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
     )

@@ -51,6 +51,7 @@ def test_values_are_parsed() -> None:
             {"SEND_RETRY_BACKOFF_MAX": "60", "BROKER_VISIBILITY_TIMEOUT": "90"},
             "BROKER_VISIBILITY_TIMEOUT",
         ),
+        ({"BROKER_VISIBILITY_TIMEOUT": "3600"}, "BROKER_VISIBILITY_TIMEOUT"),
     ],
 )
 def test_bad_values_name_their_variable(env: dict[str, str], named: str) -> None:

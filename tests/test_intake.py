@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -213,3 +214,42 @@ def test_the_idempotency_key_is_kept_at_least_a_day(
     client.post("/v1/messages", **signed(GOOD, msg_id="order-10"))
     (key,) = redis_client.keys("notifier:idem:*")
     assert redis_client.ttl(key) >= 24 * 3600 - 5
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\ud800", "nul\u0000byte", "two\nlines", "tab\there", "del\x7f"],
+    ids=["surrogate", "nul", "newline", "tab", "del"],
+)
+def test_unprintable_text_is_refused(client: FlaskClient, broker: Broker, value: str) -> None:
+    message = {**GOOD, "data": {"thing1": {"value": value}}}
+    response = client.post("/v1/messages", **signed(json.dumps(message).encode()))
+    assert response.status_code == 400
+    assert "data" in response.get_json()["errors"]
+    assert broker.published == []
+
+
+def test_a_body_in_another_encoding_than_utf8_is_refused(
+    client: FlaskClient, broker: Broker
+) -> None:
+    response = client.post("/v1/messages", **signed(json.dumps(GOOD).encode("utf-16")))
+    assert response.status_code == 400
+    assert "UTF-8" in response.get_json()["detail"]
+    assert broker.published == []
+
+
+@pytest.mark.parametrize(("size", "status"), [(65536, 202), (65537, 413), (200_000, 413)])
+def test_chunked_bodies_are_held_to_the_limit(
+    client: FlaskClient, settings: Settings, broker: Broker, size: int, status: int
+) -> None:
+    raw = json.dumps(GOOD).encode()
+    raw = raw[:-1] + b" " * (size - len(raw)) + b"}"
+    assert len(raw) == size and settings.max_body_bytes == 65536
+    kwargs = signed(raw)
+    response = client.post(
+        "/v1/messages",
+        input_stream=io.BytesIO(kwargs.pop("data")),
+        environ_overrides={"wsgi.input_terminated": True},
+        **kwargs,
+    )
+    assert response.status_code == status
