@@ -132,9 +132,27 @@ def _banner(stack: Any) -> None:
             f"  WEBHOOK_SECRET='{stack.secret}' NOTIFIER_URL=http://127.0.0.1:{p.web} \\",
             f"    {command} send --to oDevFollower0001 --template TPL_ORDER_SHIPPED "
             "--data thing1=Shipped --data character_string2=SF1234567890",
+            "Then ask for its status (the id is in the answer):",
+            f"  curl -H 'Authorization: Bearer {stack.api_token}' "
+            f"http://127.0.0.1:{p.web}/v1/messages/<id>",
             "",
         ])
     )  # fmt: skip
+
+
+def _smoke_status(stack: Any, message_id: str) -> None:
+    url = f"http://127.0.0.1:{stack.ports.web}/v1/messages/{message_id}"
+    headers = {"Authorization": f"Bearer {stack.api_token}"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        view = requests.get(url, headers=headers, timeout=2).json()
+        if view.get("status") == "sent":
+            click.echo(
+                f"smoke: status API says {view['status']} after {view['attempts']} attempt(s)"
+            )
+            return
+        time.sleep(0.2)
+    raise click.ClickException(f"smoke: status of {message_id} never became sent")
 
 
 def _smoke(stack: Any) -> None:
@@ -148,6 +166,7 @@ def _smoke(stack: Any) -> None:
         listing = requests.get(f"http://127.0.0.1:{stack.ports.wechat}/_fake/messages", timeout=2)
         if any(m.get("client_msg_id") == message_id for m in listing.json()["messages"]):
             click.echo(f"smoke: message {message_id} reached the fake WeChat")
+            _smoke_status(stack, message_id)
             return
         time.sleep(0.2)
     raise click.ClickException(f"smoke: message {message_id} did not arrive within 30 s")

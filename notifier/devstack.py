@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -98,18 +99,19 @@ class DevStack:
         self.echo = echo
         self.redis = RedisServer(home / "redis")
         self.children: list[Child] = []
-        self.secret = self._secret()
+        self.secret = self._kept("webhook-secret", new_secret)
+        self.api_token = self._kept("api-token", lambda: secrets.token_urlsafe(24))
 
-    def _secret(self) -> str:
-        """Keep one webhook secret per dev home, so pasted commands work across restarts."""
-        path = self.home / "webhook-secret"
+    def _kept(self, name: str, make: Callable[[], str]) -> str:
+        """Keep one value per dev home, so pasted commands work across restarts."""
+        path = self.home / name
         if path.exists():
             return path.read_text().strip()
         self.home.mkdir(parents=True, exist_ok=True)
-        secret = new_secret()
-        path.write_text(secret + "\n")
+        value = make()
+        path.write_text(value + "\n")
         path.chmod(0o600)
-        return secret
+        return value
 
     @property
     def env(self) -> dict[str, str]:
@@ -121,6 +123,8 @@ class DevStack:
             "WECHAT_APP_SECRET": DEV_APP_SECRET,
             "WECHAT_API_BASE": f"http://127.0.0.1:{self.ports.wechat}",
             "WEBHOOK_SECRET": self.secret,
+            "API_TOKENS": self.api_token,
+            "WECHAT_CALLBACK_TOKEN": "dev_callback_token",
             "PORT": str(self.ports.web),
             "PYTHONUNBUFFERED": "1",
         }
