@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from notifier.errors import ConfigError
+from notifier.ratelimit import parse_rate
 
 _RATE = re.compile(r"^\d+(\.\d+)?/[smh]$")
 _TOKEN_APIS = ("stable", "classic")
@@ -31,6 +32,7 @@ class Settings:
     port: int = 8000
     max_body_bytes: int = 64 * 1024
     send_rate_limit: str | None = None
+    wechat_send_rate: float | None = None
     send_max_retries: int = 8
     send_retry_backoff_max: int = 30
     visibility_timeout: int = 90
@@ -80,6 +82,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         port=int(_number(env, "PORT", 8000, 1, 65535)),
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),
         send_rate_limit=rate,
+        wechat_send_rate=_fleet_rate(env.get("WECHAT_SEND_RATE", "")),
         send_max_retries=int(_number(env, "SEND_MAX_RETRIES", 8, 0, 100)),
         send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
         # Below WeChat's 10-minute client_msg_id window, so a redelivery is de-duplicated.
@@ -117,6 +120,17 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _fleet_rate(raw: str) -> float | None:
+    if not raw.strip():
+        return None
+    try:
+        return parse_rate(raw)
+    except ValueError:
+        raise ConfigError(
+            f"WECHAT_SEND_RATE must look like 500/s or 20000/m, not {raw!r}"
+        ) from None
 
 
 def _api_tokens(raw: str) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from notifier.errors import (
     WeChatError,
 )
 from notifier.quota import QuotaGate
+from notifier.ratelimit import RateLimiter
 from notifier.state import MessageState
 from notifier.tokens import TokenStore
 from notifier.wechat import WeChatClient
@@ -42,7 +43,9 @@ class Sender:
         state: MessageState,
         quota: QuotaGate,
         claim_seconds: int,
+        limiter: RateLimiter | None = None,
     ) -> None:
+        self._limiter = limiter
         self._client = client
         self._tokens = tokens
         self._state = state
@@ -103,15 +106,20 @@ class Sender:
     def _send(self, body: dict[str, Any]) -> int:
         token = self._tokens.current()
         try:
-            return self._client.send_template(token, body)
+            return self._call(token, body)
         except TokenError as exc:
             log.info("access token rejected (errcode %d); refreshing once", exc.errcode)
         token = self._tokens.replace(token)
         try:
-            return self._client.send_template(token, body)
+            return self._call(token, body)
         except TokenError as exc:
             # A fresh token was refused too: back off rather than loop on refreshes.
             raise TransientError(exc.errcode, exc.errmsg) from None
+
+    def _call(self, token: str, body: dict[str, Any]) -> int:
+        if self._limiter is not None:
+            self._limiter.take(1)  # waits in this thread only; no retry is spent
+        return self._client.send_template(token, body)
 
     def _record_transient(
         self, message_id: str, exc: WeChatError, payload: dict[str, Any], last_attempt: bool

@@ -15,6 +15,7 @@ from notifier.config import Settings, current
 from notifier.errors import MinuteQuotaError, PermanentError, TransientError
 from notifier.queue import SEND_TASK, celery_publisher
 from notifier.quota import QuotaGate
+from notifier.ratelimit import RateLimiter
 from notifier.replay import Replayer
 from notifier.sender import Sender
 from notifier.state import MessageState
@@ -65,7 +66,12 @@ def _services() -> Services:
         settings.visibility_timeout - 10,
         int(2 * (settings.wechat_connect_timeout + settings.wechat_read_timeout)) + 20,
     )
-    sender = Sender(client, tokens, state, quota, claim_seconds=claim)
+    limiter = (
+        RateLimiter(connection, settings.wechat_app_id, settings.wechat_send_rate)
+        if settings.wechat_send_rate
+        else None
+    )
+    sender = Sender(client, tokens, state, quota, claim_seconds=claim, limiter=limiter)
     return Services(sender, tokens, quota, Replayer(state, celery_publisher()), state)
 
 
