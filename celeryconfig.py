@@ -1,7 +1,7 @@
 """Celery's settings, all in one place; the values come from notifier.config."""
 
 from notifier.config import current
-from notifier.queue import MESSAGES_QUEUE, SEND_TASK
+from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
 
 _settings = current()
 
@@ -37,7 +37,9 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # A failed task is acknowledged (the default): its outcome is recorded in its status.
 task_default_queue = MESSAGES_QUEUE
-task_routes = {SEND_TASK: {"queue": MESSAGES_QUEUE}}
+# Single messages and campaigns never share a queue, so a campaign cannot delay the
+# one-off message someone waits for; each queue has its own workers.
+task_routes = {SEND_TASK: {"queue": MESSAGES_QUEUE}, CHUNK_TASK: {"queue": CAMPAIGNS_QUEUE}}
 task_publish_retry = True
 task_publish_retry_policy = {
     "max_retries": 2,

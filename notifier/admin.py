@@ -52,6 +52,7 @@ def quota_status() -> Response:
     view: dict[str, object] = {
         "paused": pause is not None,
         "deferred": svc.state.count(svc.state.deferred_index),
+        "deferred_campaign_chunks": svc.deferred.count(),
     }
     if pause:
         view.update(since=iso(pause["since"]), until=iso(pause["until"]), errmsg=pause["errmsg"])
@@ -67,4 +68,5 @@ def quota_resume() -> Response | tuple[Response, int]:
         return problem(503, "WECHAT_APP_ID is not set on the web process")
     lifted = svc.quota.resume()
     resumed = svc.replayer.replay_all(svc.state.deferred_index, reason="resumed by an operator")
+    resumed += svc.deferred.release()
     return jsonify(lifted=lifted, resumed=resumed), 202

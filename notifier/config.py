@@ -31,6 +31,7 @@ class Settings:
     webhook_secrets: tuple[str, ...] = ()
     port: int = 8000
     max_body_bytes: int = 64 * 1024
+    max_batch_bytes: int = 4 * 1024 * 1024
     send_rate_limit: str | None = None
     wechat_send_rate: float | None = None
     send_max_retries: int = 8
@@ -81,6 +82,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         webhook_secrets=_secrets(env.get("WEBHOOK_SECRET", "")),
         port=int(_number(env, "PORT", 8000, 1, 65535)),
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),
+        max_batch_bytes=int(
+            _number(env, "MAX_BATCH_BODY_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024)
+        ),
         send_rate_limit=rate,
         wechat_send_rate=_fleet_rate(env.get("WECHAT_SEND_RATE", "")),
         send_max_retries=int(_number(env, "SEND_MAX_RETRIES", 8, 0, 100)),

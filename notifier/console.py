@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import click
 import redis
 
+from notifier.bulk import DeferredChunks
 from notifier.config import current
 from notifier.quota import QuotaGate
 from notifier.replay import Replayer
@@ -22,10 +23,11 @@ class Console:
     state: MessageState
     replayer: Replayer
     quota: QuotaGate | None
+    deferred: DeferredChunks
 
 
 def _console() -> Console:
-    from notifier.queue import celery_publisher
+    from notifier.queue import celery_chunk_publisher, celery_publisher
 
     settings = current()
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
@@ -37,7 +39,8 @@ def _console() -> Console:
         ) from None
     state = MessageState(connection, retention=settings.status_retention)
     quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
-    return Console(state, Replayer(state, celery_publisher()), quota)
+    deferred = DeferredChunks(connection, celery_chunk_publisher())
+    return Console(state, Replayer(state, celery_publisher()), quota, deferred)
 
 
 def _progress(done: int, total: int) -> None:
@@ -109,13 +112,14 @@ def quota_status() -> None:
     console = _console()
     pause = console.quota.paused() if console.quota else None
     deferred = console.state.count(console.state.deferred_index)
+    chunks = console.deferred.count()
     if pause:
         click.echo(
             f"paused since {iso(pause['since'])} until {iso(pause['until'])}: {pause['errmsg']}"
         )
     else:
         click.echo("not paused")
-    click.echo(f"{deferred} deferred message(s)")
+    click.echo(f"{deferred} deferred message(s), {chunks} deferred campaign chunk(s)")
 
 
 @quota.command("resume")
@@ -130,4 +134,5 @@ def quota_resume() -> None:
     count = console.replayer.replay_all(
         console.state.deferred_index, reason="resumed by an operator", progress=_progress
     )
+    count += console.deferred.release()
     click.echo(f"resumed {count} deferred message(s)")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier.errors import BrokerUnavailable, SignatureError
@@ -27,16 +28,32 @@ _schema = MessageSchema()
 def create_message() -> Response | tuple[Response, int]:
     """Accept one signed message; it is on the broker before the 202 leaves."""
     svc = services()
-    body = read_body(svc.settings.max_body_bytes)
+    return accept(
+        svc.settings.max_body_bytes,
+        _schema,
+        svc.enqueuer.enqueue,
+        lambda message_id: {"id": message_id, "status": "queued"},
+    )
+
+
+def accept(
+    limit: int,
+    schema: Schema,
+    enqueue: Callable[[dict[str, Any], str], object],
+    answer: Callable[[str], dict[str, Any]],
+) -> Response | tuple[Response, int]:
+    """Signature, body, schema, idempotency, enqueue: the path every signed intake takes."""
+    svc = services()
+    body = read_body(limit)
     try:
         webhook_id = svc.verifier.verify(dict(request.headers.items()), body)
     except SignatureError as exc:
         return problem(401, f"webhook signature refused: {exc}")
-    message = _parse(body)
-    if isinstance(message, Response):
-        return message
-    message_id = new_message_id()
-    claim = svc.idempotency.reserve(webhook_id, body, message_id)
+    document = _parse(body, schema)
+    if isinstance(document, Response):
+        return document
+    new_id = new_message_id()
+    claim = svc.idempotency.reserve(webhook_id, body, new_id)
     if claim is not None and claim.same_body and not claim.queued:
         claim = svc.idempotency.wait(webhook_id, body)
     if claim is not None:
@@ -44,18 +61,18 @@ def create_message() -> Response | tuple[Response, int]:
             return problem(409, "this webhook-id was already used with a different body")
         if not claim.queued:
             return problem(409, "a request with this webhook-id is still being queued; retry")
-        return jsonify(id=claim.message_id, status="queued"), 202
+        return jsonify(answer(claim.message_id)), 202
     try:
-        svc.enqueuer.enqueue(message, message_id)
+        enqueue(document, new_id)
     except BrokerUnavailable:
         with contextlib.suppress(Exception):
             svc.idempotency.release(webhook_id)
         return problem(503, "the message queue is unavailable; nothing was queued, try again")
     try:
-        svc.idempotency.confirm(webhook_id, body, message_id)
+        svc.idempotency.confirm(webhook_id, body, new_id)
     except Exception as exc:  # The message is queued; a retry will wait, then get a 409.
         log.warning("could not confirm webhook-id after queueing: %s", type(exc).__name__)
-    return jsonify(id=message_id, status="queued"), 202
+    return jsonify(answer(new_id)), 202
 
 
 def read_body(limit: int) -> bytes:
@@ -68,7 +85,7 @@ def read_body(limit: int) -> bytes:
     return body
 
 
-def _parse(body: bytes) -> dict[str, Any] | Response:
+def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
     """Decode and validate a JSON body, or return the problem response explaining why not."""
     if not request.mimetype or request.mimetype != "application/json":
         return problem(415, "send the body as application/json")
@@ -83,7 +100,7 @@ def _parse(body: bytes) -> dict[str, Any] | Response:
     if not isinstance(document, dict):
         return problem(400, "body must be a JSON object")
     try:
-        loaded: dict[str, Any] = _schema.load(document)
+        loaded: dict[str, Any] = schema.load(document)
     except ValidationError as exc:
         errors = field_errors(exc)
         return problem(400, f"invalid fields: {', '.join(sorted(errors))}", errors=errors)

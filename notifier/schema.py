@@ -43,6 +43,14 @@ class _Miniprogram(Schema):
     pagepath = fields.String(validate=[validate.Length(max=1024), _printable])
 
 
+def _data_field(required: bool) -> fields.Dict:
+    return fields.Dict(
+        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_]{1,32}$")),
+        values=fields.Nested(_Value),
+        required=required,
+    )
+
+
 class MessageSchema(Schema):
     """One template message as a business system sends it."""
 
@@ -51,11 +59,7 @@ class MessageSchema(Schema):
 
     touser = fields.String(required=True, validate=_ID)
     template_id = fields.String(required=True, validate=_ID)
-    data = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_]{1,32}$")),
-        values=fields.Nested(_Value),
-        required=True,
-    )
+    data = _data_field(required=True)
     url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=1024))
     miniprogram = fields.Nested(_Miniprogram)
     client_msg_id = fields.String(validate=_CLIENT_MSG_ID)
@@ -65,6 +69,49 @@ class MessageSchema(Schema):
         data = item.get("data")
         if data is not None and not 1 <= len(data) <= _MAX_DATA_KEYS:
             raise ValidationError(f"must hold 1 to {_MAX_DATA_KEYS} fields", "data")
+
+
+MAX_RECIPIENTS = 10_000
+
+
+class _Recipient(Schema):
+    """One follower of a campaign, with fields that override the shared data."""
+
+    class Meta:
+        unknown = RAISE
+
+    touser = fields.String(required=True, validate=_ID)
+    data = _data_field(required=False)
+
+
+class BatchSchema(Schema):
+    """One template to many followers: shared data, merged under each recipient's own."""
+
+    class Meta:
+        unknown = RAISE
+
+    template_id = fields.String(required=True, validate=_ID)
+    data = _data_field(required=False)
+    url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=1024))
+    miniprogram = fields.Nested(_Miniprogram)
+    recipients = fields.List(
+        fields.Nested(_Recipient),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_RECIPIENTS),
+    )
+
+    @validates_schema
+    def _every_recipient_has_data(self, item: dict[str, Any], **_: Any) -> None:
+        shared = item.get("data") or {}
+        bad = {
+            index: {
+                "data": [f"shared and own data together must hold 1 to {_MAX_DATA_KEYS} fields"]
+            }
+            for index, recipient in enumerate(item.get("recipients") or [])
+            if not 1 <= len(shared.keys() | (recipient.get("data") or {}).keys()) <= _MAX_DATA_KEYS
+        }
+        if bad:
+            raise ValidationError(bad, "recipients")
 
 
 def field_errors(error: ValidationError) -> dict[str, Any]:

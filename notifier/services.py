@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
+from notifier.bulk import DeferredChunks
 from notifier.config import Settings
 from notifier.idempotency import IdempotencyKeys
-from notifier.queue import Enqueuer
+from notifier.queue import BatchEnqueuer, Enqueuer
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier
 from notifier.replay import Replayer
@@ -30,6 +32,9 @@ class WebServices:
     replayer: Replayer
     quota: QuotaGate | None
     callback: CallbackVerifier | None
+    batches: BatchStore
+    batch_enqueuer: BatchEnqueuer
+    deferred: DeferredChunks
 
 
 def services() -> WebServices:

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from notifier.batches import split_recipient_id
 from notifier.problems import problem
 from notifier.services import services
 
@@ -30,7 +31,28 @@ def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
 @bearer_required
 def message_status(message_id: str) -> Response:
     """The message's status, attempts, msgid, last error and history."""
+    recipient = split_recipient_id(message_id)
+    if recipient is not None:
+        return _recipient_status(message_id, *recipient)
     record = services().state.get(message_id) if len(message_id) <= 64 else None
     if record is None:
         return problem(404, f"no message {message_id[:64]!r} (unknown, or past its retention)")
     return jsonify(record.as_dict())
+
+
+def _recipient_status(message_id: str, batch_id: str, index: int) -> Response:
+    """A campaign recipient: its latest outcome (campaigns keep no per-recipient history)."""
+    store = services().batches
+    summary = store.summary(batch_id, limit=0)
+    if summary is None or index >= summary["count"]:
+        return problem(404, f"no message {message_id!r} (unknown, or past its retention)")
+    outcome = store.outcome(batch_id, index)
+    view: dict[str, Any] = {"id": message_id, "batch_id": batch_id}
+    view.update(status="queued", attempts=0)
+    if outcome is not None:
+        view.update(status=outcome.status, attempts=outcome.attempts)
+        if outcome.msgid is not None:
+            view["msgid"] = outcome.msgid
+        if outcome.errcode is not None:
+            view["errcode"] = outcome.errcode
+    return jsonify(view)

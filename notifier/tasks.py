@@ -1,78 +1,24 @@
-"""The Celery tasks: thin wiring from broker messages to the Sender and the TokenStore."""
+"""The Celery tasks: thin wiring from broker messages to the senders and the token store."""
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 from celery import Task, shared_task
 
-from notifier.config import Settings, current
+from notifier.config import current
 from notifier.errors import MinuteQuotaError, PermanentError, TransientError
-from notifier.queue import SEND_TASK, celery_publisher
-from notifier.quota import QuotaGate
-from notifier.ratelimit import RateLimiter
-from notifier.replay import Replayer
-from notifier.sender import Sender
-from notifier.state import MessageState
-from notifier.tokens import TokenStore
-from notifier.wechat import Credentials, WeChatClient
+from notifier.queue import CHUNK_TASK, SEND_TASK
+from notifier.worker import services
 
 _settings = current()
 log = logging.getLogger(__name__)
 
 # WeChat's minute quota (45011) resets within a minute; wait that out, spread a little.
 MINUTE_QUOTA_DELAY = 60
-
-
-@dataclass(frozen=True)
-class Services:
-    """The per-process collaborators of the tasks."""
-
-    sender: Sender
-    tokens: TokenStore
-    quota: QuotaGate
-    replayer: Replayer
-    state: MessageState
-
-
-@functools.cache
-def _services() -> Services:
-    """Build the per-process clients lazily, after the pool has forked."""
-    settings: Settings = current().require_worker()
-    client = WeChatClient(
-        Credentials(
-            api_base=settings.wechat_api_base,
-            app_id=settings.wechat_app_id,
-            app_secret=settings.wechat_app_secret,
-            token_api=settings.wechat_token_api,
-            connect_timeout=settings.wechat_connect_timeout,
-            read_timeout=settings.wechat_read_timeout,
-        )
-    )
-    connection = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-    )
-    tokens = TokenStore(connection, client)
-    state = MessageState(connection, retention=settings.status_retention)
-    quota = QuotaGate(connection, settings.wechat_app_id)
-    # Long enough for a send, a token refresh and a resend; shorter than the
-    # visibility timeout, so a crashed sender's claim is gone before redelivery.
-    claim = min(
-        settings.visibility_timeout - 10,
-        int(2 * (settings.wechat_connect_timeout + settings.wechat_read_timeout)) + 20,
-    )
-    limiter = (
-        RateLimiter(connection, settings.wechat_app_id, settings.wechat_send_rate)
-        if settings.wechat_send_rate
-        else None
-    )
-    sender = Sender(client, tokens, state, quota, claim_seconds=claim, limiter=limiter)
-    return Services(sender, tokens, quota, Replayer(state, celery_publisher()), state)
 
 
 @shared_task(
@@ -91,7 +37,7 @@ def _services() -> Services:
 )
 def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     """Send one template message; transient failures come back through autoretry."""
-    sender = _services().sender
+    sender = services().sender
     last_attempt = self.request.retries >= self.max_retries
     try:
         return sender.deliver(payload, last_attempt=last_attempt)
@@ -105,18 +51,36 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
 @shared_task(name="notifier.refresh_token", ignore_result=True, acks_late=True)
 def refresh_token() -> None:
     """Keep the access token ahead of its expiry (run by beat every 100 minutes)."""
-    _services().tokens.refresh()
+    services().tokens.refresh()
 
 
 @shared_task(name="notifier.resume_deferred", ignore_result=True)
 def resume_deferred() -> int:
     """Queue deferred messages again once the daily-quota pause is over (beat, every minute)."""
-    services = _services()
-    if services.quota.paused() is not None:
+    svc = services()
+    if svc.quota.paused() is not None:
         return 0
-    index = services.state.deferred_index
-    if services.state.count(index) == 0:
-        return 0
-    resumed = services.replayer.replay_all(index, reason="resumed after the quota pause")
-    log.warning("daily quota reset: %d deferred messages queued again", resumed)
+    index = svc.state.deferred_index
+    resumed = 0
+    if svc.state.count(index):
+        resumed += svc.replayer.replay_all(index, reason="resumed after the quota pause")
+    if svc.deferred.count():
+        resumed += svc.deferred.release()
+    if resumed:
+        log.warning("daily quota reset: %d deferred messages queued again", resumed)
     return resumed
+
+
+@shared_task(name=CHUNK_TASK, bind=True, acks_late=True, ignore_result=True,
+             max_retries=_settings.send_max_retries)  # fmt: skip
+def send_chunk(self: Task, chunk: dict[str, Any]) -> int:
+    """Send a campaign chunk; retry only its recipients that failed transiently."""
+    retries = self.request.retries
+    again = services().bulk.deliver(
+        chunk, attempt=retries, last_attempt=retries >= self.max_retries
+    )
+    if again:
+        # The same backoff as send_template's autoretry: full jitter, capped.
+        countdown = random.uniform(0, min(_settings.send_retry_backoff_max, 2**retries))
+        raise self.retry(args=({**chunk, "recipients": again},), countdown=countdown)
+    return len(chunk["recipients"])

@@ -8,12 +8,21 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
-from notifier import admin, callback, intake, logs, status
+from notifier import admin, callback, campaigns, intake, logs, status
+from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
+from notifier.bulk import DeferredChunks
 from notifier.config import Settings, current
 from notifier.idempotency import IdempotencyKeys
 from notifier.problems import problem
-from notifier.queue import Enqueuer, Publish, celery_publisher
+from notifier.queue import (
+    BatchEnqueuer,
+    Enqueuer,
+    Publish,
+    PublishMany,
+    celery_chunk_publisher,
+    celery_publisher,
+)
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier
 from notifier.replay import Replayer
@@ -24,8 +33,12 @@ from notifier.state import MessageState
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, publish: Publish | None = None) -> Flask:
-    """Build the receiver; `publish` defaults to the Celery broker."""
+def create_app(
+    settings: Settings | None = None,
+    publish: Publish | None = None,
+    publish_many: PublishMany | None = None,
+) -> Flask:
+    """Build the receiver; `publish` and `publish_many` default to the Celery broker."""
     settings = (settings or current()).require_web()
     logs.install(level=settings.log_level)
     if not settings.api_tokens:
@@ -33,12 +46,14 @@ def create_app(settings: Settings | None = None, publish: Publish | None = None)
     app = Flask("notifier")
     # One byte of headroom: a chunked body is cut at this limit, and read_body() needs to
     # tell a body of exactly the limit from a longer one.
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, settings.max_batch_bytes) + 1
     connection = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
     )
     publish = publish or celery_publisher()
+    publish_many = publish_many or celery_chunk_publisher()
     state = MessageState(connection, retention=settings.status_retention)
+    batches = BatchStore(connection, retention=settings.status_retention)
     app.extensions["notifier"] = WebServices(
         settings=settings,
         verifier=Verifier(settings.webhook_secrets),
@@ -49,8 +64,11 @@ def create_app(settings: Settings | None = None, publish: Publish | None = None)
         replayer=Replayer(state, publish),
         quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
         callback=CallbackVerifier.from_settings(settings),
+        batches=batches,
+        batch_enqueuer=BatchEnqueuer(batches, publish_many),
+        deferred=DeferredChunks(connection, publish_many),
     )
-    for blueprint in (intake.bp, status.bp, admin.bp, callback.bp):
+    for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):
         app.register_blueprint(blueprint)
 
     @app.get("/healthz")

@@ -117,4 +117,5 @@ def test_quota_pause_is_visible_and_can_be_lifted(
     response = client.post("/v1/quota/resume", headers=AUTH).get_json()
     assert response == {"lifted": True, "resumed": 1}
     assert broker.published[-1] == payload
-    assert client.get("/v1/quota", headers=AUTH).get_json() == {"paused": False, "deferred": 0}
+    view = client.get("/v1/quota", headers=AUTH).get_json()
+    assert view == {"paused": False, "deferred": 0, "deferred_campaign_chunks": 0}

@@ -1,0 +1,173 @@
+"""One chunk of a campaign: each recipient sent once, outcomes kept, only failures retried."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+
+from notifier.batches import ABORTED, PENDING, BatchStore, Outcome, recipient_id
+from notifier.errors import DailyQuotaError, PermanentError, TokenError, TransientError
+from notifier.queue import PublishMany
+from notifier.quota import QuotaGate
+from notifier.ratelimit import RateLimiter
+from notifier.tokens import TokenStore
+from notifier.wechat import WeChatClient
+
+log = logging.getLogger(__name__)
+
+# Permits taken from the fleet bucket at a time, and the share of the rate kept for
+# single messages, so a campaign never starves the one-off message someone waits for.
+PERMIT_BATCH = 10
+SINGLES_RESERVE = 0.1
+PENDING_WAIT = 10.0
+
+Recipient = list[Any]  # [index, touser, own data or None]
+
+
+class DeferredChunks:
+    """Campaign chunks held back by the daily quota, queued again when it resets."""
+
+    def __init__(self, connection: redis.Redis, publish_many: PublishMany | None = None) -> None:
+        self._redis = connection
+        self._publish_many = publish_many
+        self.key = "notifier:deferred-chunks"
+
+    def park(self, chunk: dict[str, Any]) -> None:
+        """Keep a chunk (only its unsent recipients) until the pause ends."""
+        self._redis.rpush(self.key, json.dumps(chunk))
+
+    def count(self) -> int:
+        """Chunks waiting."""
+        return int(self._redis.llen(self.key))
+
+    def release(self) -> int:
+        """Queue every parked chunk again; return how many recipients that was."""
+        if self._publish_many is None:
+            raise RuntimeError("no publisher to release deferred chunks with")
+        recipients = 0
+        while True:
+            raw = self._redis.lmove(self.key, f"{self.key}:moving", "LEFT", "RIGHT")
+            if raw is None:
+                return recipients
+            chunk = json.loads(raw)
+            self._publish_many([chunk])
+            self._redis.lrem(f"{self.key}:moving", 1, raw)  # type: ignore[arg-type]
+            recipients += len(chunk["recipients"])
+
+
+class BulkSender:
+    """Sends the recipients of a chunk one by one and returns those to try again."""
+
+    def __init__(
+        self,
+        client: WeChatClient,
+        tokens: TokenStore,
+        batches: BatchStore,
+        quota: QuotaGate,
+        deferred: DeferredChunks,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._client = client
+        self._tokens = tokens
+        self._batches = batches
+        self._quota = quota
+        self._deferred = deferred
+        self._limiter = limiter
+        self._local = threading.local()  # permits in hand, per sending thread
+
+    def deliver(self, chunk: dict[str, Any], attempt: int, last_attempt: bool) -> list[Recipient]:
+        """Send every recipient not yet final; return the ones that failed transiently."""
+        batch_id = chunk["batch"]
+        if not self._batch_ready(batch_id):
+            return []
+        done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
+        todo = [r for r in chunk["recipients"] if r[0] not in done]
+        if self._quota.paused() is not None:
+            self._defer(chunk, todo, attempt)
+            return []
+        token = self._tokens.current()
+        retry: list[Recipient] = []
+        for position, recipient in enumerate(todo):
+            index, touser = recipient[0], recipient[1]
+            try:
+                token, msgid = self._send(token, self._body(chunk, recipient))
+            except TransientError as exc:
+                status = "dead" if last_attempt else "retrying"
+                outcome = Outcome(status, attempt + 1, None, exc.errcode)
+                self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
+                retry.append(recipient)
+            except DailyQuotaError as exc:
+                self._quota.pause(exc.errmsg)
+                self._defer(chunk, todo[position:], attempt)
+                break
+            except PermanentError as exc:
+                outcome = Outcome("failed", attempt + 1, None, exc.errcode)
+                self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
+            else:
+                self._batches.record(batch_id, index, Outcome("sent", attempt + 1, msgid))
+        return [] if last_attempt else retry
+
+    def _batch_ready(self, batch_id: str) -> bool:
+        """Wait for the intake to finish queueing the batch; drop chunks of an aborted one."""
+        deadline = time.monotonic() + PENDING_WAIT
+        state = self._batches.state(batch_id)
+        while state == PENDING and time.monotonic() < deadline:
+            time.sleep(0.1)
+            state = self._batches.state(batch_id)
+        if state in (None, ABORTED, PENDING):
+            # Never answered 202 (or long expired): nobody was promised these messages.
+            log.warning("batch %s is %s; dropping its chunk", batch_id, state or "unknown")
+            return False
+        return True
+
+    def _body(self, chunk: dict[str, Any], recipient: Recipient) -> dict[str, Any]:
+        index, touser, own = recipient
+        body: dict[str, Any] = {
+            "touser": touser,
+            "template_id": chunk["template_id"],
+            "data": {**(chunk.get("data") or {}), **(own or {})},
+            "client_msg_id": recipient_id(chunk["batch"], index),
+        }
+        for key in ("url", "miniprogram"):
+            if key in chunk:
+                body[key] = chunk[key]
+        return body
+
+    def _send(self, token: str, body: dict[str, Any]) -> tuple[str, int]:
+        self._permit()
+        try:
+            return token, self._client.send_template(token, body)
+        except TokenError:
+            token = self._tokens.replace(token)
+        self._permit()
+        try:
+            return token, self._client.send_template(token, body)
+        except TokenError as exc:
+            raise TransientError(exc.errcode, exc.errmsg) from None
+
+    def _permit(self) -> None:
+        if self._limiter is None:
+            return
+        permits = getattr(self._local, "permits", 0)
+        if permits <= 0:
+            reserve = self._limiter.per_second * SINGLES_RESERVE
+            permits = self._limiter.take(PERMIT_BATCH, reserve=reserve)
+        self._local.permits = permits - 1
+
+    def _defer(self, chunk: dict[str, Any], todo: list[Recipient], attempt: int) -> None:
+        """Park the rest of the chunk until the quota resets; each recipient shows `deferred`."""
+        if not todo:
+            return
+        for recipient in todo:
+            self._batches.record(
+                chunk["batch"], recipient[0], Outcome("deferred", attempt, None, 45009)
+            )
+        self._deferred.park({**chunk, "recipients": todo})
+        log.warning(
+            "batch %s: %d recipients deferred by the daily quota", chunk["batch"], len(todo)
+        )

@@ -1,0 +1,77 @@
+"""The worker process's collaborators, built once per process from the settings."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import redis
+
+from notifier.batches import BatchStore
+from notifier.bulk import BulkSender, DeferredChunks
+from notifier.config import Settings, current
+from notifier.queue import celery_chunk_publisher, celery_publisher
+from notifier.quota import QuotaGate
+from notifier.ratelimit import RateLimiter
+from notifier.replay import Replayer
+from notifier.sender import Sender
+from notifier.state import MessageState
+from notifier.tokens import TokenStore
+from notifier.wechat import Credentials, WeChatClient
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the tasks work with."""
+
+    sender: Sender
+    bulk: BulkSender
+    tokens: TokenStore
+    quota: QuotaGate
+    replayer: Replayer
+    deferred: DeferredChunks
+    state: MessageState
+
+
+@functools.cache
+def services() -> Services:
+    """Build the per-process clients lazily, after the pool has forked."""
+    settings: Settings = current().require_worker()
+    client = WeChatClient(
+        Credentials(
+            api_base=settings.wechat_api_base,
+            app_id=settings.wechat_app_id,
+            app_secret=settings.wechat_app_secret,
+            token_api=settings.wechat_token_api,
+            connect_timeout=settings.wechat_connect_timeout,
+            read_timeout=settings.wechat_read_timeout,
+        )
+    )
+    connection = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+    )
+    tokens = TokenStore(connection, client)
+    state = MessageState(connection, retention=settings.status_retention)
+    quota = QuotaGate(connection, settings.wechat_app_id)
+    # Long enough for a send, a token refresh and a resend; shorter than the
+    # visibility timeout, so a crashed sender's claim is gone before redelivery.
+    claim = min(
+        settings.visibility_timeout - 10,
+        int(2 * (settings.wechat_connect_timeout + settings.wechat_read_timeout)) + 20,
+    )
+    limiter = (
+        RateLimiter(connection, settings.wechat_app_id, settings.wechat_send_rate)
+        if settings.wechat_send_rate
+        else None
+    )
+    deferred = DeferredChunks(connection, celery_chunk_publisher())
+    batches = BatchStore(connection, retention=settings.status_retention)
+    return Services(
+        sender=Sender(client, tokens, state, quota, claim_seconds=claim, limiter=limiter),
+        bulk=BulkSender(client, tokens, batches, quota, deferred, limiter=limiter),
+        tokens=tokens,
+        quota=quota,
+        replayer=Replayer(state, celery_publisher()),
+        deferred=deferred,
+        state=state,
+    )
