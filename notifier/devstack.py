@@ -143,7 +143,10 @@ class DevStack:
                           "--worker-class", "gthread", "--threads", "8"]),
             Child("worker", [*celery, "worker", "--pool", "threads", "--concurrency", "16",
                              "--queues", "notifier.messages", "--loglevel", "INFO",
-                             "--hostname", "dev@%h"]),
+                             "--hostname", "messages@%h"]),
+            Child("bulk", [*celery, "worker", "--pool", "threads", "--concurrency", "32",
+                           "--queues", "notifier.campaigns", "--loglevel", "INFO",
+                           "--hostname", "campaigns@%h"]),
             Child("beat", [*celery, "beat", "--loglevel", "INFO",
                            "--schedule", str(self.home / "celerybeat-schedule")]),
             Child("flower", [*celery, "flower", f"--port={self.ports.flower}",
@@ -161,14 +164,15 @@ class DevStack:
             "web": f"http://127.0.0.1:{self.ports.web}/healthz",
             "flower": f"http://127.0.0.1:{self.ports.flower}/healthcheck",
         }
-        pending = set(checks) | {"worker"}
+        workers = {"worker", "bulk"}
+        pending = set(checks) | workers
         while pending and time.monotonic() < deadline:
             for child in self.children:
                 if not child.alive():
                     raise RuntimeError(f"{child.name} exited during start-up; see its output above")
             for name in list(pending):
-                if name == "worker":
-                    worker = next(c for c in self.children if c.name == "worker")
+                if name in workers:
+                    worker = next(c for c in self.children if c.name == name)
                     if any(" ready." in line for line in worker.lines):
                         pending.discard(name)
                     continue

@@ -111,11 +111,11 @@ class Stack:
         down()
         self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
-    def start_worker(self, name: str = "worker") -> Process:
+    def start_worker(self, name: str = "worker", queue: str = "notifier.messages") -> Process:
         process = self.spawn(
             name,
             [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", "threads",
-             "--concurrency", "8", "--queues", "notifier.messages", "--loglevel", "INFO",
+             "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
         )  # fmt: skip
         wait_for(lambda: " ready." in process.output(), what=f"{name} to be ready")

@@ -1,0 +1,227 @@
+"""Campaign intake, chunking, and the chunk sender's per-recipient outcomes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import redis
+import responses
+from flask.testing import FlaskClient
+
+from notifier.batches import BatchStore, split_recipient_id
+from notifier.bulk import BulkSender, DeferredChunks
+from notifier.config import Settings
+from notifier.queue import CHUNK_SIZE, chunk_payloads
+from notifier.quota import QuotaGate
+from notifier.tokens import TokenStore
+from notifier.web import create_app
+from notifier.wechat import Credentials, WeChatClient
+from tests.conftest import signed
+from tests.test_intake import Broker
+
+BASE = "https://wechat.test"
+SEND = f"{BASE}/cgi-bin/message/template/send"
+TOKEN = f"{BASE}/cgi-bin/stable_token"
+BATCH_ID = "b" * 32
+
+
+class Chunks:
+    def __init__(self) -> None:
+        self.published: list[dict[str, Any]] = []
+        self.down = False
+
+    def __call__(self, chunks: list[dict[str, Any]]) -> None:
+        if self.down:
+            raise ConnectionError("down")
+        self.published.extend(chunks)
+
+
+def batch(count: int, **extra: Any) -> dict[str, Any]:
+    people = [{"touser": f"oPerson{i:06d}"} for i in range(count)]
+    return {"template_id": "TPL", "data": {"k": {"value": "v"}}, "recipients": people, **extra}
+
+
+@pytest.fixture
+def chunks() -> Chunks:
+    return Chunks()
+
+
+@pytest.fixture
+def client(settings: Settings, chunks: Chunks, redis_client: redis.Redis) -> FlaskClient:
+    return create_app(settings, publish=Broker(), publish_many=chunks).test_client()
+
+
+def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
+    client: FlaskClient, chunks: Chunks, redis_client: redis.Redis, settings: Settings
+) -> None:
+    response = client.post("/v1/messages/batch", **signed(batch(250)))
+    assert response.status_code == 202
+    answer = response.get_json()
+    assert answer["count"] == 250 and answer["status"] == "queued"
+    assert [len(c["recipients"]) for c in chunks.published] == [100, 100, 50]
+    assert chunks.published[2]["recipients"][0][:2] == [200, "oPerson000200"]
+    summary = BatchStore(redis_client, 3600).summary(answer["batch_id"])
+    assert summary is not None
+    assert (summary["state"], summary["counts"]["queued"]) == ("queued", 250)
+
+
+def test_every_bad_recipient_is_named_by_index_and_nothing_is_queued(
+    client: FlaskClient, chunks: Chunks
+) -> None:
+    body = batch(20)
+    body["recipients"][4]["touser"] = "no good"
+    body["recipients"][17]["data"] = {"k": {"value": 3}}
+    response = client.post("/v1/messages/batch", **signed(body))
+    assert response.status_code == 400
+    assert sorted(response.get_json()["errors"]["recipients"]) == ["17", "4"]
+    assert chunks.published == []
+
+
+@pytest.mark.parametrize("count", [0, 10_001])
+def test_a_batch_must_hold_1_to_10000_recipients(client: FlaskClient, count: int) -> None:
+    response = client.post("/v1/messages/batch", **signed(batch(count)))
+    assert response.status_code == 400
+    assert "recipients" in response.get_json()["errors"]
+
+
+def test_a_recipient_without_any_data_is_refused(client: FlaskClient) -> None:
+    response = client.post("/v1/messages/batch", **signed({**batch(2), "data": {}}))
+    assert response.status_code == 400
+
+
+def test_a_broker_failure_aborts_the_whole_batch(
+    client: FlaskClient, chunks: Chunks, redis_client: redis.Redis
+) -> None:
+    chunks.down = True
+    assert client.post("/v1/messages/batch", **signed(batch(150))).status_code == 503
+    (key,) = redis_client.keys("notifier:batch:*")
+    assert redis_client.hget(key, "state") == b"aborted"
+
+
+def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: Chunks) -> None:
+    small = replace(settings, max_batch_bytes=2048)
+    client = create_app(small, publish=Broker(), publish_many=chunks).test_client()
+    assert client.post("/v1/messages/batch", **signed(batch(200))).status_code == 413
+
+
+def test_a_queued_recipient_costs_under_100_bytes_of_task_payload() -> None:
+    payloads = chunk_payloads(BATCH_ID, batch(1000))
+    size = sum(len(json.dumps(p)) for p in payloads)
+    # The Celery envelope adds about 1.2 KB a chunk, 12 B a recipient at CHUNK_SIZE 100.
+    assert size / 1000 + 1200 / CHUNK_SIZE < 100
+
+
+def test_recipient_ids_round_trip() -> None:
+    assert split_recipient_id(f"{BATCH_ID}-42") == (BATCH_ID, 42)
+    assert split_recipient_id("a" * 32) is None
+    assert split_recipient_id(f"{BATCH_ID}-x") is None
+
+
+@pytest.fixture
+def store(redis_client: redis.Redis) -> BatchStore:
+    store = BatchStore(redis_client, 3600)
+    store.create(BATCH_ID, "TPL", 4, 1)
+    store.mark(BATCH_ID, "queued")
+    return store
+
+
+@pytest.fixture
+def bulk(redis_client: redis.Redis, store: BatchStore) -> BulkSender:
+    wechat = WeChatClient(Credentials(BASE, "wx_app", "secret", "stable", 0.5, 0.5))
+    quota = QuotaGate(redis_client, "wx_app")
+    return BulkSender(
+        wechat, TokenStore(redis_client, wechat), store, quota, DeferredChunks(redis_client)
+    )
+
+
+CHUNK = {
+    "batch": BATCH_ID,
+    "template_id": "TPL",
+    "data": {"k": {"value": "shared"}},
+    "recipients": [
+        [0, "oAlice0001", None],
+        [1, "blockedBob01", None],
+        [2, "oCarol0001", {"k": {"value": "own"}}],
+        [3, "oDave00001", None],
+    ],
+}
+
+
+@responses.activate
+def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
+    bulk: BulkSender, store: BatchStore
+) -> None:
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": 0, "msgid": 1})
+    responses.post(SEND, json={"errcode": 43019, "errmsg": "blacklisted"})
+    responses.post(SEND, json={"errcode": -1, "errmsg": "busy"})
+    responses.post(SEND, json={"errcode": 0, "msgid": 4})
+    again = bulk.deliver(CHUNK, attempt=0, last_attempt=False)
+    assert [r[0] for r in again] == [2]
+    summary = store.summary(BATCH_ID)
+    assert summary is not None
+    assert {k: v for k, v in summary["counts"].items() if v} == {
+        "sent": 2,
+        "failed": 1,
+        "retrying": 1,
+    }
+    bodies = [
+        json.loads(c.request.body) for c in responses.calls if "template/send" in c.request.url
+    ]
+    assert bodies[2]["data"] == {"k": {"value": "own"}}
+    assert bodies[0]["client_msg_id"] == f"{BATCH_ID}-0"
+    assert len(bodies) == 4
+    # A redelivery of the whole chunk sends only the one still pending.
+    responses.post(SEND, json={"errcode": 0, "msgid": 3})
+    assert bulk.deliver(CHUNK, attempt=1, last_attempt=False) == []
+    sends = [c for c in responses.calls if "template/send" in c.request.url]
+    assert len(sends) == 5 and json.loads(sends[-1].request.body)["touser"] == "oCarol0001"
+    summary = store.summary(BATCH_ID)
+    assert summary is not None and summary["counts"]["sent"] == 3
+
+
+@responses.activate
+def test_the_last_attempt_marks_transient_failures_dead(
+    bulk: BulkSender, store: BatchStore
+) -> None:
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": -1, "errmsg": "busy"})
+    assert bulk.deliver(CHUNK, attempt=3, last_attempt=True) == []
+    summary = store.summary(BATCH_ID)
+    assert summary is not None
+    assert summary["counts"]["dead"] == 4
+    assert summary["failures"]["total"] == 4
+
+
+@responses.activate
+def test_chunks_of_an_unfinished_or_aborted_batch_send_nothing(
+    bulk: BulkSender, store: BatchStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("notifier.bulk.PENDING_WAIT", 0.2)
+    store.mark(BATCH_ID, "aborted")
+    assert bulk.deliver(CHUNK, attempt=0, last_attempt=False) == []
+    store.mark(BATCH_ID, "pending")
+    assert bulk.deliver(CHUNK, attempt=0, last_attempt=False) == []
+    assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_the_daily_quota_parks_the_rest_of_the_chunk(
+    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+) -> None:
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": 0, "msgid": 1})
+    responses.post(SEND, json={"errcode": 45009, "errmsg": "daily quota"})
+    assert bulk.deliver(CHUNK, attempt=0, last_attempt=False) == []
+    parked = DeferredChunks(redis_client)
+    assert parked.count() == 1
+    (raw,) = redis_client.lrange(parked.key, 0, -1)
+    assert [r[0] for r in json.loads(raw)["recipients"]] == [1, 2, 3]
+    summary = store.summary(BATCH_ID)
+    assert summary is not None and summary["counts"]["deferred"] == 3
+    released: list[dict[str, Any]] = []
+    assert DeferredChunks(redis_client, released.extend).release() == 3
+    assert parked.count() == 0 and len(released) == 1
