@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -180,3 +181,33 @@ def _register_operator_commands() -> None:
 
 
 _register_operator_commands()
+
+
+@main.command()
+@click.option(
+    "--messages", type=int, default=3000, show_default=True, help="Single messages to drain."
+)
+@click.option("--recipients", type=int, default=30000, show_default=True, help="Campaign size.")
+@click.option(
+    "--latency-ms", type=float, default=50.0, show_default=True, help="Fake WeChat latency."
+)
+@click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
+@click.option("--concurrency", type=int, default=64, show_default=True, help="Threads per worker.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
+def bench(messages: int, recipients: int, latency_ms: float, seconds: float, concurrency: int,
+          as_json: bool, smoke: bool) -> None:  # fmt: skip
+    """Start the stack against a fake WeChat with latency and measure it in one run."""
+    import tempfile
+
+    from notifier.bench import BenchConfig, run
+    from notifier.report import table
+
+    if smoke:
+        config = BenchConfig(messages=30, recipients=250, latency_ms=latency_ms, seconds=0.5,
+                             connections=2, concurrency=8, probes=5)  # fmt: skip
+    else:
+        config = BenchConfig(messages, recipients, latency_ms, seconds, concurrency=concurrency)
+    with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:
+        results = run(Path(home), config, echo=lambda line: click.echo(line, err=True))
+    click.echo(json.dumps(results, indent=2) if as_json else table(results, config))
