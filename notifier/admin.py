@@ -17,7 +17,7 @@ bp = Blueprint("admin", __name__)
 def list_dead_letters() -> Response:
     """Failed and dead messages with payload, errcode, errmsg and attempts, oldest first."""
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
-    offset = max(request.args.get("offset", 0, type=int) or 0, 0)
+    offset = min(max(request.args.get("offset", 0, type=int) or 0, 0), 10**9)
     svc = services()
     records = svc.replayer.list(svc.state.dead_index, limit, offset)
     return jsonify(
@@ -31,7 +31,7 @@ def list_dead_letters() -> Response:
 def replay_one(message_id: str) -> Response | tuple[Response, int]:
     """Queue one dead letter again under its own id."""
     if not services().replayer.replay(message_id):
-        return problem(404, f"{message_id[:64]!r} is not a failed or dead message")
+        return problem(404, f"{message_id[:64]!r} is not a failed, dead or deferred message")
     return jsonify(id=message_id, status="queued"), 202
 
 
@@ -45,10 +45,12 @@ def replay_all() -> tuple[Response, int]:
 
 @bp.get("/v1/quota")
 @bearer_required
-def quota_status() -> Response:
+def quota_status() -> Response | tuple[Response, int]:
     """Whether sending is paused for the daily quota, and how many messages wait."""
     svc = services()
-    pause = svc.quota.paused() if svc.quota else None
+    if svc.quota is None:
+        return problem(503, "WECHAT_APP_ID is not set on the web process; the pause is per account")
+    pause = svc.quota.paused()
     view: dict[str, object] = {
         "paused": pause is not None,
         "deferred": svc.state.count(svc.state.deferred_index),

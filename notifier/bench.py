@@ -50,9 +50,15 @@ class Bench:
         self.results: dict[str, Any] = {}
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "REDIS_URL": self.redis.url, "WECHAT_APP_ID": DEV_APP_ID,
-                "WECHAT_APP_SECRET": DEV_APP_SECRET, "WECHAT_API_BASE": self.wechat,
-                "WEBHOOK_SECRET": self.secret, "PYTHONUNBUFFERED": "1"}  # fmt: skip
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "WECHAT_APP_ID": DEV_APP_ID,
+            "WECHAT_APP_SECRET": DEV_APP_SECRET,
+            "WECHAT_API_BASE": self.wechat,
+            "WEBHOOK_SECRET": self.secret,
+            "PYTHONUNBUFFERED": "1",
+        }
 
     def spawn(self, name: str, args: list[str]) -> Child:
         child = Child(name, args)
@@ -63,18 +69,62 @@ class Bench:
     def start(self) -> None:
         self.redis.start()
         py = sys.executable
-        self.spawn("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.ports["wechat"]),
-                              "--latency-ms", str(self.config.latency_ms)])  # fmt: skip
-        self.spawn("web", [py, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.ports['web']}",
-                           "--workers", "2", "--worker-class", "gthread", "--threads", "8"])  # fmt: skip
+        self.spawn(
+            "wechat",
+            [
+                py,
+                "-m",
+                "notifier.fake_wechat",
+                "--port",
+                str(self.ports["wechat"]),
+                "--latency-ms",
+                str(self.config.latency_ms),
+            ],
+        )
+        self.spawn(
+            "web",
+            [
+                py,
+                "-m",
+                "gunicorn",
+                "wsgi:app",
+                "--bind",
+                f"127.0.0.1:{self.ports['web']}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+            ],
+        )
         _wait(lambda: _ok(f"{self.wechat}/healthz") and _ok(f"{self.web}/healthz"), "web and fake")
 
     def worker(self, name: str, queue: str) -> None:
         """Start a worker; the drain is timed at the fake, so start-up time does not count."""
-        self.spawn(name, [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker",
-                                  "--pool", "threads", "--concurrency", str(self.config.concurrency),
-                                  "--queues", queue, "--hostname", f"{name}@%h", "--loglevel", "WARNING",
-                                  "--without-mingle", "--without-gossip"])  # fmt: skip
+        self.spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "notifier.celery_app",
+                "worker",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(self.config.concurrency),
+                "--queues",
+                queue,
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
 
     def stop(self) -> None:
         for child in reversed(self.children.values()):
@@ -87,15 +137,24 @@ class Bench:
         rates: dict[str, list[float]] = {"trivial": [], "signed": []}
         for kind in ("trivial", "signed", "trivial", "signed"):
             url = f"{self.web}/healthz" if kind == "trivial" else f"{self.web}/v1/messages"
-            args = [sys.executable, "-m", "notifier.loadgen", url, "--seconds", str(self.config.seconds),
-                    "--connections", str(self.config.connections)]  # fmt: skip
+            args = [
+                sys.executable,
+                "-m",
+                "notifier.loadgen",
+                url,
+                "--seconds",
+                str(self.config.seconds),
+                "--connections",
+                str(self.config.connections),
+            ]
             if kind == "signed":
                 args += ["--signed", self.secret]
             out = subprocess.run(args, capture_output=True, text=True, check=True, env=self.env())
             rates[kind].append(json.loads(out.stdout)["rate"])
         trivial, signed = max(rates["trivial"]), max(rates["signed"])
-        self.results.update(ingest_trivial_rps=trivial, ingest_signed_rps=signed,
-                            ingest_ratio=signed / trivial)  # fmt: skip
+        self.results.update(
+            ingest_trivial_rps=trivial, ingest_signed_rps=signed, ingest_ratio=signed / trivial
+        )
         self._redis().delete("notifier.messages")  # the load's messages are not the benchmark's
         self.echo(f"ingest: signed {signed:.0f} req/s, trivial {trivial:.0f} req/s")
 
@@ -104,8 +163,11 @@ class Bench:
         client = NotifierClient(self.web, self.secret)
         message = template_message("oBenchSingle0001", "TPL_BENCH", {"thing1": "x"})
         with ThreadPoolExecutor(16) as pool:
-            ids = list(pool.map(lambda _: client.post_message(message).json()["id"],
-                                range(self.config.messages)))  # fmt: skip
+            ids = list(
+                pool.map(
+                    lambda _: client.post_message(message).json()["id"], range(self.config.messages)
+                )
+            )
         start = self._delivered_count()
         self.worker("single", "notifier.messages")
         arrivals = self._arrivals(start, len(ids))
@@ -156,9 +218,12 @@ class Bench:
         self.results["peak_rss_mb"] = peaks
 
     def machine(self) -> None:
-        self.results["machine"] = {"cores": os.cpu_count(), "python": platform.python_version(),
-                                   "redis": self._redis().info("server")["redis_version"],
-                                   "platform": platform.platform()}  # fmt: skip
+        self.results["machine"] = {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "redis": self._redis().info("server")["redis_version"],
+            "platform": platform.platform(),
+        }
 
     # Helpers --------------------------------------------------------------------
     def _redis(self) -> redis.Redis:
@@ -169,10 +234,17 @@ class Bench:
         while posted < count:
             size = min(10_000, count - posted)
             people = [{"touser": f"o{prefix}{posted + i:010d}"} for i in range(size)]
-            body = json.dumps({"template_id": "TPL_BULK", "data": {"thing1": {"value": "sale"}},
-                               "recipients": people}).encode()  # fmt: skip
-            headers = {**signed_headers(self.secret, f"b_{prefix}_{posted}", body),
-                       "Content-Type": "application/json"}  # fmt: skip
+            body = json.dumps(
+                {
+                    "template_id": "TPL_BULK",
+                    "data": {"thing1": {"value": "sale"}},
+                    "recipients": people,
+                }
+            ).encode()
+            headers = {
+                **signed_headers(self.secret, f"b_{prefix}_{posted}", body),
+                "Content-Type": "application/json",
+            }
             response = requests.post(
                 f"{self.web}/v1/messages/batch", data=body, headers=headers, timeout=60
             )
@@ -232,7 +304,7 @@ def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None
 def _pct(values: list[float], pct: float) -> float:
     if not values:
         return float("nan")
-    return values[min(len(values) - 1, int(round(pct / 100 * (len(values) - 1))))]
+    return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
 
 
 def _peak_mb(child: Child) -> float:

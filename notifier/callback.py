@@ -44,6 +44,8 @@ def event() -> Response:
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     try:
         verifier.check(args.get("signature", ""), timestamp, nonce)
+        if not svc.callback_guard.fresh(timestamp, nonce):
+            return _text("success")  # a repeat of a callback already handled
         fields = parse_xml(request.get_data())
         if args.get("encrypt_type") == "aes":
             encrypted = fields.get("Encrypt", "")
@@ -52,7 +54,7 @@ def event() -> Response:
         receipt = receipt_from(fields)
     except CallbackError as exc:
         log.warning("wechat callback refused: %s", exc)
-        status = 403 if "signature" in str(exc) else 400
+        status = 403 if "signature" in str(exc) or "timestamp" in str(exc) else 400
         return _text(str(exc), status)
     if receipt is None:
         return _text("success")

@@ -33,7 +33,7 @@ def create_batch() -> Response | tuple[Response, int]:
 @bearer_required
 def batch_status(batch_id: str) -> Response:
     """Counts per status and a page of failed recipients (`?offset=&limit=`)."""
-    offset = max(request.args.get("offset", 0, type=int) or 0, 0)
+    offset = min(max(request.args.get("offset", 0, type=int) or 0, 0), 10**9)
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
     summary = services().batches.summary(batch_id[:64], offset, limit)
     if summary is None:

@@ -117,28 +117,36 @@ def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bo
 
 
 def _banner(stack: Any) -> None:
+    from notifier.devstack import DEV_APP_ID
+
     exe = Path(sys.executable).parent / "notifier"
     command = str(exe) if exe.exists() else f"{sys.executable} -m notifier"
     p = stack.ports
     click.echo(
-        "\n".join([
-            "",
-            "notifier is running:",
-            f"  API          http://127.0.0.1:{p.web}/v1/messages",
-            f"  fake WeChat  http://127.0.0.1:{p.wechat}/   (what was delivered)",
-            f"  Flower       http://127.0.0.1:{p.flower}/",
-            f"  Redis        {stack.redis.url}",
-            "",
-            "Send a signed test message from another terminal:",
-            f"  WEBHOOK_SECRET='{stack.secret}' NOTIFIER_URL=http://127.0.0.1:{p.web} \\",
-            f"    {command} send --to oDevFollower0001 --template TPL_ORDER_SHIPPED "
-            "--data thing1=Shipped --data character_string2=SF1234567890",
-            "Then ask for its status (the id is in the answer):",
-            f"  curl -H 'Authorization: Bearer {stack.api_token}' "
-            f"http://127.0.0.1:{p.web}/v1/messages/<id>",
-            "",
-        ])
-    )  # fmt: skip
+        "\n".join(
+            [
+                "",
+                "notifier is running:",
+                f"  API          http://127.0.0.1:{p.web}/v1/messages",
+                f"  fake WeChat  http://127.0.0.1:{p.wechat}/   (what was delivered)",
+                f"  Flower       http://127.0.0.1:{p.flower}/",
+                f"  Redis        {stack.redis.url}",
+                "",
+                "Send a signed test message from another terminal:",
+                f"  WEBHOOK_SECRET='{stack.secret}' NOTIFIER_URL=http://127.0.0.1:{p.web} \\",
+                f"    {command} send --to oDevFollower0001 --template TPL_ORDER_SHIPPED "
+                "--data thing1=Shipped --data character_string2=SF1234567890",
+                "Then ask for its status (the id is in the answer):",
+                f"  curl -H 'Authorization: Bearer {stack.api_token}' "
+                f"http://127.0.0.1:{p.web}/v1/messages/<id>",
+                "",
+                "Operator commands (dead letters, quota) need the same Redis and account:",
+                f"  export REDIS_URL={stack.redis.url} WECHAT_APP_ID={DEV_APP_ID}",
+                f"  {command} dead-letters list",
+                "",
+            ]
+        )
+    )
 
 
 def _smoke_status(stack: Any, message_id: str) -> None:
@@ -195,8 +203,15 @@ _register_operator_commands()
 @click.option("--concurrency", type=int, default=64, show_default=True, help="Threads per worker.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
-def bench(messages: int, recipients: int, latency_ms: float, seconds: float, concurrency: int,
-          as_json: bool, smoke: bool) -> None:  # fmt: skip
+def bench(
+    messages: int,
+    recipients: int,
+    latency_ms: float,
+    seconds: float,
+    concurrency: int,
+    as_json: bool,
+    smoke: bool,
+) -> None:
     """Start the stack against a fake WeChat with latency and measure it in one run."""
     import tempfile
 
@@ -204,8 +219,15 @@ def bench(messages: int, recipients: int, latency_ms: float, seconds: float, con
     from notifier.report import table
 
     if smoke:
-        config = BenchConfig(messages=30, recipients=250, latency_ms=latency_ms, seconds=0.5,
-                             connections=2, concurrency=8, probes=5)  # fmt: skip
+        config = BenchConfig(
+            messages=30,
+            recipients=250,
+            latency_ms=latency_ms,
+            seconds=0.5,
+            connections=2,
+            concurrency=8,
+            probes=5,
+        )
     else:
         config = BenchConfig(messages, recipients, latency_ms, seconds, concurrency=concurrency)
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import click
 import redis
@@ -30,6 +30,7 @@ def _console() -> Console:
     from notifier.queue import celery_chunk_publisher, celery_publisher
 
     settings = current()
+    click.echo(f"redis: {_where(settings.redis_url)}", err=True)
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
     try:
         connection.ping()
@@ -41,6 +42,13 @@ def _console() -> Console:
     quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
     deferred = DeferredChunks(connection, celery_chunk_publisher())
     return Console(state, Replayer(state, celery_publisher()), quota, deferred)
+
+
+def _where(url: str) -> str:
+    """The Redis URL without its password, so operators see which Redis they act on."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path}" if host else url
 
 
 def _progress(done: int, total: int) -> None:
@@ -65,10 +73,11 @@ def dead_letters() -> None:
 @dead_letters.command("list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line, with payload.")
 @click.option("--limit", type=int, default=100, show_default=True)
-def list_dead(as_json: bool, limit: int) -> None:
+@click.option("--offset", type=int, default=0, show_default=True, help="Skip this many first.")
+def list_dead(as_json: bool, limit: int, offset: int) -> None:
     """List dead letters, oldest first."""
     console = _console()
-    records = console.replayer.list(console.state.dead_index, limit)
+    records = console.replayer.list(console.state.dead_index, limit, max(offset, 0))
     for record in records:
         if as_json:
             click.echo(json.dumps(record.as_dict(with_payload=True), ensure_ascii=False))
@@ -80,7 +89,8 @@ def list_dead(as_json: bool, limit: int) -> None:
             )
     if not as_json:
         total = console.state.count(console.state.dead_index)
-        click.echo(f"{total} dead letter(s)", err=True)
+        shown = f"{offset + 1}-{offset + len(records)} of " if records else ""
+        click.echo(f"{shown}{total} dead letter(s)", err=True)
 
 
 @dead_letters.command("replay")
@@ -97,7 +107,7 @@ def replay_dead(message_id: str | None, everything: bool) -> None:
         return
     assert message_id is not None
     if not console.replayer.replay(message_id):
-        raise click.ClickException(f"{message_id} is not a failed or dead message")
+        raise click.ClickException(f"{message_id} is not a failed, dead or deferred message")
     click.echo(f"replayed {message_id}")
 
 
@@ -110,7 +120,9 @@ def quota() -> None:
 def quota_status() -> None:
     """Show whether sending is paused and how many messages are deferred."""
     console = _console()
-    pause = console.quota.paused() if console.quota else None
+    if console.quota is None:
+        raise click.ClickException("WECHAT_APP_ID is not set: the pause is kept per account")
+    pause = console.quota.paused()
     deferred = console.state.count(console.state.deferred_index)
     chunks = console.deferred.count()
     if pause:
@@ -127,8 +139,7 @@ def quota_resume() -> None:
     """Lift the pause now (after clearing the quota in WeChat) and queue deferred messages."""
     console = _console()
     if console.quota is None:
-        click.echo("WECHAT_APP_ID is not set", err=True)
-        sys.exit(2)
+        raise click.ClickException("WECHAT_APP_ID is not set: the pause is kept per account")
     lifted = console.quota.resume()
     click.echo("pause lifted" if lifted else "no pause was in force")
     count = console.replayer.replay_all(

@@ -9,8 +9,9 @@
         │   └── MinuteQuotaError     45011: retry after about a minute
         ├── TokenError               the access token is stale: refresh once, resend once
         ├── DailyQuotaError          45009: pause sending until 00:00 Asia/Shanghai
-        └── PermanentError           this message can never be sent: one attempt only
-            └── AccountError         the account is misconfigured: an operator must act
+        ├── PermanentError           this message can never be sent: one attempt only
+        │   └── AccountError         the account is misconfigured: an operator must act
+        └── RetriesExhausted         transient failures used up the retry budget: dead
 
 The errcode table below is the only place that maps WeChat's codes to these classes.
 """
@@ -70,10 +71,15 @@ class AccountError(PermanentError):
     """Raised when the account itself is misconfigured (template, IP whitelist, secret)."""
 
 
+class RetriesExhausted(WeChatError):
+    """Raised when a message's last allowed attempt failed too; it is recorded dead."""
+
+
 # Synthetic codes for failures that never reached WeChat's answer body.
 NETWORK_ERRCODE = -1001
 HTTP_ERRCODE = -1002
 BAD_ANSWER_ERRCODE = -1003
+UNEXPECTED_ERRCODE = -1004
 
 ERRCODE_CLASSES: dict[int, type[WeChatError]] = {
     -1: TransientError,

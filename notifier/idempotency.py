@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import redis
 
 _PENDING = "pending"
+PENDING_TTL = 60
 _QUEUED = "queued"
 
 
@@ -34,7 +35,9 @@ class IdempotencyKeys:
         digest = hashlib.sha256(body).hexdigest()
         key = self._key(webhook_id)
         value = f"{_PENDING}|{digest}|{message_id}"
-        if self._redis.set(key, value, nx=True, ex=self._ttl):
+        # Pending for a minute only: if the request dies before confirming, a retry
+        # can take over instead of being refused for the whole TTL.
+        if self._redis.set(key, value, nx=True, ex=PENDING_TTL):
             return None
         return self._read(key, digest)
 

@@ -85,6 +85,14 @@ def read_body(limit: int) -> bytes:
     return body
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate keys: which one wins is a guess no sender should depend on."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("an object has the same key twice")
+    return document
+
+
 def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
     """Decode and validate a JSON body, or return the problem response explaining why not."""
     if not request.mimetype or request.mimetype != "application/json":
@@ -94,7 +102,7 @@ def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
     except UnicodeDecodeError:
         return problem(400, "body is not UTF-8")
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_unique_keys)
     except (ValueError, RecursionError) as exc:
         return problem(400, f"body is not valid JSON: {exc}")
     if not isinstance(document, dict):

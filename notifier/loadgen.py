@@ -30,7 +30,7 @@ def _requests(secret: str | None, count: int) -> list[tuple[str, bytes | None, d
     """Pre-built requests, signed in advance so the generator measures the server, not HMAC."""
     if secret is None:
         return [("GET", None, {})] * count
-    built = []
+    built: list[tuple[str, bytes | None, dict[str, str]]] = []
     for _ in range(count):
         headers = signed_headers(secret, f"msg_{uuid.uuid4().hex}", BODY)
         headers["Content-Type"] = "application/json"

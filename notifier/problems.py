@@ -21,7 +21,7 @@ _TITLES = {
 }
 
 
-def problem(status: int, detail: str, **extra: Any) -> Response:
+def problem(status: int, detail: str, challenge: str = "Signature", **extra: Any) -> Response:
     """Build a problem+json response with the given status and human-readable detail."""
     body = {
         "type": "about:blank",
@@ -32,7 +32,7 @@ def problem(status: int, detail: str, **extra: Any) -> Response:
     }
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
     if status == 401:
-        response.headers["WWW-Authenticate"] = 'Signature realm="notifier"'
+        response.headers["WWW-Authenticate"] = f'{challenge} realm="notifier"'
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response

@@ -27,6 +27,7 @@ class MessageRecord:
             view["msgid"] = self.msgid
         if self.errcode is not None:
             view["errcode"] = self.errcode
+        if self.errmsg:
             view["errmsg"] = self.errmsg
         view["history"] = [{**h, "at": iso(h["at"])} for h in self.history]
         if with_payload and self.payload is not None:

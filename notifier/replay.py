@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 
 from notifier.queue import Publish
@@ -46,16 +47,13 @@ class Replayer:
         progress: Callable[[int, int], None] | None = None,
     ) -> int:
         """Queue every message of an index again, in batches; report (done, total) as it goes."""
-        total = self._state.count(index)
+        # Only what was parked before we started: a message that fails again during the
+        # run is parked anew with a later score and waits for the next replay.
+        until = time.time()
+        total = self._state.count(index, until)
         done = 0
-        while True:
-            ids = self._state.ids(index, BATCH, 0)
-            if not ids:
-                break
-            moved = sum(self.replay(i, reason) for i in ids)
-            done += moved
+        while ids := self._state.ids_until(index, until, BATCH):
+            done += sum(self.replay(i, reason) for i in ids)
             if progress:
                 progress(done, total)
-            if moved == 0:
-                break  # The rest are not replayable (another replay got there first).
         return done

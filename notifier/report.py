@@ -1,4 +1,4 @@
-"""The benchmark's results as the Markdown table the README carries, with the targets beside them."""
+"""The benchmark results as the table the README carries, each beside its target."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -15,13 +16,20 @@ _CLIENT_MSG_ID = validate.Regexp(
 # Control characters (line breaks included, which WeChat strips) and lone surrogates,
 # which no follower's phone can show.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+_UNSHOWN = frozenset({"Cc", "Cs", "Zl", "Zp"})
+# Bidirectional overrides and isolates: they can make a notice read differently.
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _MAX_DATA_KEYS = 50
 _MAX_VALUE_CHARS = 200
 
 
 def _printable(value: str) -> None:
-    if _UNPRINTABLE.search(value):
-        raise ValidationError("must not contain control characters, line breaks or lone surrogates")
+    if _UNPRINTABLE.search(value) or any(
+        unicodedata.category(char) in _UNSHOWN or char in _BIDI for char in value
+    ):
+        raise ValidationError(
+            "must not contain control characters, line breaks, bidi overrides or lone surrogates"
+        )
 
 
 class _Value(Schema):

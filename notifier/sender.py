@@ -29,8 +29,15 @@ def wechat_body(payload: dict[str, Any]) -> dict[str, Any]:
     return {key: payload[key] for key in WECHAT_FIELDS if key in payload}
 
 
-class AlreadyClaimed(TransientError):
-    """Raised when another worker holds this message's claim; try again after it ends."""
+class AlreadyClaimed(Exception):
+    """Raised when another worker holds this message's claim; try again once it ends.
+
+    Not a WeChat failure, so it spends none of the message's retry budget.
+    """
+
+    def __init__(self, retry_in: int) -> None:
+        super().__init__(f"another worker is sending this message; retry in {retry_in}s")
+        self.retry_in = retry_in
 
 
 class Sender:
@@ -75,9 +82,7 @@ class Sender:
             log.info("message %s deferred: sending is paused for the daily quota", message_id)
             return None
         if not self._state.claim(message_id, self._claim_seconds):
-            if last_attempt:
-                return None  # The holder of the claim is sending it; it records the outcome.
-            raise AlreadyClaimed(-1, "another worker is sending this message")
+            raise AlreadyClaimed(self._state.claim_ttl(message_id) + 1)
         try:
             self._state.record_attempt(message_id)
             msgid = self._send(wechat_body(payload))

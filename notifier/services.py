@@ -13,7 +13,7 @@ from notifier.config import Settings
 from notifier.idempotency import IdempotencyKeys
 from notifier.queue import BatchEnqueuer, Enqueuer
 from notifier.quota import QuotaGate
-from notifier.receipts import CallbackVerifier
+from notifier.receipts import CallbackVerifier, ReplayGuard
 from notifier.replay import Replayer
 from notifier.signature import Verifier
 from notifier.state import MessageState
@@ -32,6 +32,7 @@ class WebServices:
     replayer: Replayer
     quota: QuotaGate | None
     callback: CallbackVerifier | None
+    callback_guard: ReplayGuard
     batches: BatchStore
     batch_enqueuer: BatchEnqueuer
     deferred: DeferredChunks

@@ -28,12 +28,24 @@ REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
 DEFAULT_RETENTION = 7 * 24 * 3600
 
-# Moves a message back to `queued` only if it is still replayable, so two operators
-# replaying at once publish it once. Returns {old status, payload}, or nil (and then
+# Applies a delivery receipt unless one already was: check and write in one step.
+_RECEIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'delivered' or status == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'receipt', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'errmsg', ARGV[4]) end
+redis.call('RPUSH', KEYS[2], ARGV[5])
+return 1
+"""
+
+# Moves a message back to `queued` only if it is still replayable and kept its payload
+# (a receipt's `failed` has none: the follower blocked us), so two operators replaying
+# at once publish it once. Returns {old status, payload}, or nil (and then
 # drops the id from the indexes, where it was stale).
 _REQUEUE = """
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3] then
+local payload = redis.call('HGET', KEYS[1], 'payload')
+if (status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3]) or not payload then
   redis.call('ZREM', KEYS[3], ARGV[6])
   redis.call('ZREM', KEYS[4], ARGV[6])
   return nil
@@ -42,7 +54,7 @@ redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('ZREM', KEYS[3], ARGV[6])
 redis.call('ZREM', KEYS[4], ARGV[6])
-return {status, redis.call('HGET', KEYS[1], 'payload')}
+return {status, payload}
 """
 
 
@@ -63,6 +75,7 @@ class MessageState:
         self.dead_index = f"{prefix}:dead"
         self.deferred_index = f"{prefix}:deferred"
         self._requeue = client.register_script(_REQUEUE)
+        self._receipt = client.register_script(_RECEIPT)
 
     def record_queued(self, message_id: str, pipe: Any = None) -> None:
         """Create the record as the intake accepts a message."""
@@ -81,6 +94,10 @@ class MessageState:
         """Take the right to send this message for a while, so two copies never send at once."""
         key = f"{self._key(message_id)}:claim"
         return bool(self._redis.set(key, "1", nx=True, ex=seconds))
+
+    def claim_ttl(self, message_id: str) -> int:
+        """Seconds left on a message's claim (0 when there is none)."""
+        return max(0, int(self._redis.ttl(f"{self._key(message_id)}:claim")))
 
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
@@ -126,22 +143,20 @@ class MessageState:
 
     def keep_early_receipt(self, msgid: int, status: str, reason: str) -> None:
         """Hold a receipt that arrived before the send was recorded, for record_sent to apply."""
-        self._redis.set(self.early_receipt_key(msgid), f"{status}|{reason}", ex=86400)
+        # Minutes, not days: a send is recorded within seconds of WeChat's answer.
+        self._redis.set(self.early_receipt_key(msgid), f"{status}|{reason[:64]}", ex=600)
 
     def early_receipt_key(self, msgid: int) -> str:
         """Where a receipt waits for its message's send to be recorded."""
         return f"{self._prefix}:receipt:{msgid}"
 
     def record_receipt(self, message_id: str, status: str, reason: str) -> bool:
-        """Apply WeChat's delivery receipt once; a repeated push changes nothing."""
-        current = self.status(message_id)
-        if current in (DELIVERED, FAILED) or current is None:
-            return False
-        fields = {"receipt": reason}
-        if status == FAILED:
-            fields["errmsg"] = reason
-        self._transition(message_id, status, fields, detail=reason)
-        return True
+        """Apply WeChat's delivery receipt once; repeated or concurrent pushes change nothing."""
+        now = round(self._clock(), 3)
+        entry = json.dumps({"status": status, "at": now, "detail": reason}, separators=(",", ":"))
+        errmsg = reason if status == FAILED else ""
+        keys = [self._key(message_id), self._history_key(message_id)]
+        return bool(self._receipt(keys=keys, args=[status, now, reason, errmsg, entry]))
 
     def requeue(self, message_id: str, reason: str) -> dict[str, Any] | None:
         """Move a failed, dead or deferred message back to queued; return its payload.
@@ -175,9 +190,16 @@ class MessageState:
         members = self._redis.zrange(index, offset, offset + limit - 1)
         return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
-    def count(self, index: str) -> int:
-        """How many ids an index holds."""
-        return int(self._redis.zcard(index))
+    def count(self, index: str, until: float | None = None) -> int:
+        """How many ids an index holds (parked no later than `until`, if given)."""
+        if until is None:
+            return int(self._redis.zcard(index))
+        return int(self._redis.zcount(index, "-inf", until))
+
+    def ids_until(self, index: str, until: float, limit: int) -> list[str]:
+        """The oldest ids parked no later than `until`: a snapshot that re-failures don't join."""
+        members = self._redis.zrangebyscore(index, "-inf", until, start=0, num=limit)
+        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
 
     def message_for_msgid(self, msgid: int) -> str | None:
         """The message id WeChat's msgid belongs to, for receipts."""

@@ -21,7 +21,11 @@ def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
         if not services().bearer.allows(request.headers.get("Authorization")):
-            return problem(401, "send Authorization: Bearer <token> with a token from API_TOKENS")
+            return problem(
+                401,
+                "send Authorization: Bearer <token> with a token from API_TOKENS",
+                challenge="Bearer",
+            )
         return view(*args, **kwargs)
 
     return guarded

@@ -10,9 +10,36 @@ import redis
 from celery import Task, shared_task
 
 from notifier.config import current
-from notifier.errors import MinuteQuotaError, PermanentError, TransientError
+from notifier.errors import (
+    UNEXPECTED_ERRCODE,
+    MinuteQuotaError,
+    PermanentError,
+    RetriesExhausted,
+    TransientError,
+)
 from notifier.queue import CHUNK_TASK, SEND_TASK
+from notifier.sender import AlreadyClaimed
+from notifier.state import FINAL
 from notifier.worker import services
+
+
+class RecordingTask(Task):  # type: ignore[misc]
+    """Records `dead`, with the payload, for any failure the sender did not record itself."""
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:  # fmt: skip
+        if isinstance(exc, PermanentError | RetriesExhausted) or not args:
+            return  # the sender already recorded `failed` or `dead`
+        payload = args[0]
+        state = services().state
+        try:
+            if state.status(payload["id"]) not in FINAL:
+                state.record_dead(payload["id"], UNEXPECTED_ERRCODE, repr(exc)[:200], payload)
+        except redis.RedisError:
+            pass  # Redis is away: the message is unacknowledged and will come back
+
 
 _settings = current()
 log = logging.getLogger(__name__)
@@ -26,14 +53,16 @@ MINUTE_QUOTA_DELAY = 60
     bind=True,
     acks_late=True,
     ignore_result=True,
-    autoretry_for=(TransientError, redis.ConnectionError, redis.TimeoutError),
+    base=RecordingTask,
+    # Redis errors too (a lock not got in time, a lost connection): retried, never dropped.
+    autoretry_for=(TransientError, redis.RedisError),
     retry_backoff=True,
     retry_backoff_max=_settings.send_retry_backoff_max,
     retry_jitter=True,
     max_retries=_settings.send_max_retries,
     rate_limit=_settings.send_rate_limit,
     # Expected outcomes: reported as failures in Flower, logged without a traceback.
-    throws=(PermanentError,),
+    throws=(PermanentError, RetriesExhausted),
 )
 def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     """Send one template message; transient failures come back through autoretry."""
@@ -41,8 +70,16 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     last_attempt = self.request.retries >= self.max_retries
     try:
         return sender.deliver(payload, last_attempt=last_attempt)
-    except MinuteQuotaError as exc:
+    except AlreadyClaimed as exc:
+        # Another copy is being sent (or its worker died holding the claim): look again
+        # when the claim has expired, as a fresh task so no retry is spent.
+        self.apply_async((payload,), countdown=exc.retry_in)
+        return None
+    except TransientError as exc:
         if last_attempt:
+            # Recorded `dead` already: an expected end, reported without a traceback.
+            raise RetriesExhausted(exc.errcode, exc.errmsg) from None
+        if not isinstance(exc, MinuteQuotaError):
             raise
         delay = min(MINUTE_QUOTA_DELAY, _settings.visibility_timeout // 2)
         raise self.retry(exc=exc, countdown=delay + random.uniform(0, 5)) from None
@@ -76,9 +113,13 @@ def resume_deferred() -> int:
 def send_chunk(self: Task, chunk: dict[str, Any]) -> int:
     """Send a campaign chunk; retry only its recipients that failed transiently."""
     retries = self.request.retries
-    again = services().bulk.deliver(
-        chunk, attempt=retries, last_attempt=retries >= self.max_retries
-    )
+    try:
+        again = services().bulk.deliver(
+            chunk, attempt=retries, last_attempt=retries >= self.max_retries
+        )
+    except redis.RedisError as exc:
+        # Lost Redis mid-chunk: recipients already final are skipped on the next run.
+        raise self.retry(exc=exc, countdown=random.uniform(1, 5), max_retries=retries + 1) from None
     if again:
         # The same backoff as send_template's autoretry: full jitter, capped.
         countdown = random.uniform(0, min(_settings.send_retry_backoff_max, 2**retries))

@@ -15,7 +15,9 @@ log = logging.getLogger(__name__)
 # Refresh this long before WeChat's own expiry, so no send races the deadline.
 EXPIRY_MARGIN = 300
 MIN_TTL = 60
-LOCK_TIMEOUT = 30
+# Longer than one token call (connect + read timeouts), short enough that a holder
+# that died mid-refresh (or lost Redis) does not stall the fleet for long.
+LOCK_TIMEOUT = 20
 
 
 class TokenSource(Protocol):

@@ -24,7 +24,7 @@ from notifier.queue import (
     celery_publisher,
 )
 from notifier.quota import QuotaGate
-from notifier.receipts import CallbackVerifier
+from notifier.receipts import CallbackVerifier, ReplayGuard
 from notifier.replay import Replayer
 from notifier.services import WebServices
 from notifier.signature import Verifier
@@ -64,6 +64,7 @@ def create_app(
         replayer=Replayer(state, publish),
         quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
         callback=CallbackVerifier.from_settings(settings),
+        callback_guard=ReplayGuard(connection),
         batches=batches,
         batch_enqueuer=BatchEnqueuer(batches, publish_many),
         deferred=DeferredChunks(connection, publish_many),
@@ -83,7 +84,8 @@ def create_app(
             detail = f"body is larger than {settings.max_body_bytes} bytes"
         return problem(exc.code or 500, detail)
 
-    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
     def redis_down(exc: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return problem(503, "the message store is unavailable; try again")

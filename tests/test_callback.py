@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import itertools
 import os
+import time
 from dataclasses import replace
 
 import pytest
@@ -18,7 +20,7 @@ from tests.test_intake import Broker
 
 TOKEN = "callbacktoken"
 AES_KEY = base64.b64encode(os.urandom(32)).decode().rstrip("=")
-QUERY = {"timestamp": "1790000000", "nonce": "123456"}
+_NONCES = itertools.count(1)
 
 
 def receipt_xml(msgid: int, status: str = "success") -> bytes:
@@ -30,8 +32,15 @@ def receipt_xml(msgid: int, status: str = "success") -> bytes:
     ).encode()
 
 
-def signed_query(*extra: str) -> dict[str, str]:
-    return {**QUERY, "signature": sha1_signature(TOKEN, QUERY["timestamp"], QUERY["nonce"], *extra)}
+def query(timestamp: float | None = None, nonce: str | None = None) -> dict[str, str]:
+    """A fresh timestamp and nonce, as WeChat sends with each push."""
+    stamp = str(int(time.time() if timestamp is None else timestamp))
+    return {"timestamp": stamp, "nonce": nonce or str(next(_NONCES))}
+
+
+def signed_query(*extra: str, base: dict[str, str] | None = None) -> dict[str, str]:
+    q = base or query()
+    return {**q, "signature": sha1_signature(TOKEN, q["timestamp"], q["nonce"], *extra)}
 
 
 @pytest.fixture
@@ -52,7 +61,7 @@ def test_the_handshake_echoes_echostr_when_signed(client: FlaskClient) -> None:
     response = client.get("/wechat/callback", query_string={**signed_query(), "echostr": "e123"})
     assert (response.status_code, response.text) == (200, "e123")
     forged = client.get(
-        "/wechat/callback", query_string={**QUERY, "signature": "0" * 40, "echostr": "e"}
+        "/wechat/callback", query_string={**query(), "signature": "0" * 40, "echostr": "e"}
     )
     assert forged.status_code == 403
 
@@ -89,7 +98,7 @@ def test_a_failed_receipt_keeps_the_reason(client: FlaskClient, state: MessageSt
 def test_an_unsigned_receipt_is_refused(client: FlaskClient, state: MessageState) -> None:
     response = client.post(
         "/wechat/callback",
-        query_string={**QUERY, "signature": "f" * 40},
+        query_string={**query(), "signature": "f" * 40},
         data=receipt_xml(200163836),
     )
     assert response.status_code == 403
@@ -100,12 +109,13 @@ def test_a_safe_mode_receipt_is_decrypted(client: FlaskClient, state: MessageSta
     sealer = CallbackVerifier(TOKEN, "wx_test_app", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_test_app")
     body = f"<xml><ToUserName>gh_1</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-    query = {
-        **signed_query(),
+    base = query()
+    params = {
+        **signed_query(base=base),
         "encrypt_type": "aes",
-        "msg_signature": signed_query(encrypted)["signature"],
+        "msg_signature": signed_query(encrypted, base=base)["signature"],
     }
-    response = client.post("/wechat/callback", query_string=query, data=body)
+    response = client.post("/wechat/callback", query_string=params, data=body)
     assert (response.status_code, response.text) == (200, "success")
     assert state.status("m1") == "delivered"
 
@@ -116,12 +126,13 @@ def test_a_safe_mode_receipt_for_another_app_is_refused(
     sealer = CallbackVerifier(TOKEN, "wx_other", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_other")
     body = f"<xml><Encrypt>{encrypted}</Encrypt></xml>"
-    query = {
-        **signed_query(),
+    base = query()
+    params = {
+        **signed_query(base=base),
         "encrypt_type": "aes",
-        "msg_signature": signed_query(encrypted)["signature"],
+        "msg_signature": signed_query(encrypted, base=base)["signature"],
     }
-    assert client.post("/wechat/callback", query_string=query, data=body).status_code == 400
+    assert client.post("/wechat/callback", query_string=params, data=body).status_code == 400
     assert state.status("m1") == "sent"
 
 
@@ -145,3 +156,35 @@ def test_hostile_or_broken_xml_is_refused(
     response = client.post("/wechat/callback", query_string=signed_query(), data=body)
     assert response.status_code == 400
     assert state.status("m1") == "sent"
+
+
+def test_a_replayed_callback_is_absorbed_and_a_stale_one_refused(
+    client: FlaskClient, state: MessageState
+) -> None:
+    captured = signed_query()
+    first = client.post(
+        "/wechat/callback", query_string=captured, data=receipt_xml(200163836, "failed:x")
+    )
+    assert first.text == "success"
+    # The same URL again, now claiming the message was delivered: answered, ignored.
+    again = client.post("/wechat/callback", query_string=captured, data=receipt_xml(200163836))
+    assert again.text == "success"
+    assert state.status("m1") == "failed"
+    stale = signed_query(base=query(timestamp=time.time() - 301))
+    assert (
+        client.post("/wechat/callback", query_string=stale, data=receipt_xml(1)).status_code == 403
+    )
+
+
+def test_a_failed_receipt_shows_its_reason_and_cannot_be_replayed(
+    client: FlaskClient, state: MessageState
+) -> None:
+    client.post(
+        "/wechat/callback",
+        query_string=signed_query(),
+        data=receipt_xml(200163836, "failed:user block"),
+    )
+    record = state.get("m1")
+    assert record is not None and record.as_dict()["errmsg"] == "failed:user block"
+    assert state.requeue("m1", "replayed") is None
+    assert state.status("m1") == "failed"

@@ -253,3 +253,32 @@ def test_chunked_bodies_are_held_to_the_limit(
         **kwargs,
     )
     assert response.status_code == status
+
+
+@pytest.mark.parametrize("char", ["\u0085", "\u2028", "\u2029", "\u202e", "\u2066"])
+def test_invisible_line_breaks_and_bidi_overrides_are_refused(
+    client: FlaskClient, char: str
+) -> None:
+    message = {**GOOD, "data": {"thing1": {"value": f"a{char}b"}}}
+    assert client.post("/v1/messages", **signed(json.dumps(message).encode())).status_code == 400
+
+
+def test_duplicate_keys_are_refused(client: FlaskClient, broker: Broker) -> None:
+    raw = (
+        b'{"touser":"oUser0001","touser":"oOther001","template_id":"T","data":{"k":{"value":"v"}}}'
+    )
+    response = client.post("/v1/messages", **signed(raw))
+    assert response.status_code == 400
+    assert "same key twice" in response.get_json()["detail"]
+    assert broker.published == []
+
+
+def test_a_pending_webhook_id_expires_soon_so_a_dead_request_does_not_block_retries(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    from notifier.idempotency import PENDING_TTL, IdempotencyKeys
+
+    keys = IdempotencyKeys(redis_client, ttl=86400)
+    assert keys.reserve("w-stuck", b"{}", "m-lost") is None  # a request that died here
+    (key,) = redis_client.keys("notifier:idem:*")
+    assert 0 < redis_client.ttl(key) <= PENDING_TTL

@@ -119,3 +119,46 @@ def test_quota_pause_is_visible_and_can_be_lifted(
     assert broker.published[-1] == payload
     view = client.get("/v1/quota", headers=AUTH).get_json()
     assert view == {"paused": False, "deferred": 0, "deferred_campaign_chunks": 0}
+
+
+def test_bearer_refusals_name_the_bearer_scheme(client: FlaskClient) -> None:
+    response = client.get("/v1/dead-letters")
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="notifier"'
+
+
+def test_the_quota_view_refuses_to_guess_without_an_app_id(
+    settings: Settings, broker: Broker, redis_client: redis.Redis
+) -> None:
+    configured = replace(settings, api_tokens=(TOKEN,), wechat_app_id="")
+    client = create_app(configured, publish=broker).test_client()
+    assert client.get("/v1/quota", headers=AUTH).status_code == 503
+
+
+def test_replay_all_replays_each_message_once_even_if_it_fails_again(
+    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+) -> None:
+    state = MessageState(redis_client)
+    ids = []
+    for i in range(5):
+        message_id = f"m{i}"
+        state.record_queued(message_id)
+        state.record_dead(message_id, -1, "busy", {"id": message_id})
+        ids.append(message_id)
+
+    def publish_and_fail_at_once(payload: dict[str, Any]) -> None:
+        # The message fails again the moment it is queued, as a fast permanent error would.
+        broker.published.append(payload)
+        state.record_failed(payload["id"], 43004, "require subscribe", payload)
+
+    from notifier.replay import Replayer
+
+    replayed = Replayer(state, publish_and_fail_at_once).replay_all(state.dead_index)
+    assert replayed == 5
+    assert sorted(p["id"] for p in broker.published) == ids
+    assert state.count(state.dead_index) == 5  # parked again, for the next replay
+
+
+def test_offsets_past_any_list_are_harmless(client: FlaskClient) -> None:
+    response = client.get("/v1/dead-letters?offset=9223372036854775807", headers=AUTH)
+    assert response.status_code == 200
+    assert response.get_json()["items"] == []
