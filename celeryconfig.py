@@ -49,8 +49,10 @@ task_publish_retry_policy = {
 }
 
 worker_prefetch_multiplier = 4
-worker_send_task_events = True
-task_send_sent_event = True
+# Task events cost a Redis publish each (three per task); Flower switches them on in
+# the workers while it runs (its enable_events option), so they cost nothing otherwise.
+worker_send_task_events = False
+task_send_sent_event = False
 worker_cancel_long_running_tasks_on_connection_loss = False
 
 imports = ("notifier.tasks",)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from notifier import state as st
 from notifier.errors import (
     DailyQuotaError,
     PermanentError,
@@ -71,21 +70,23 @@ class Sender:
         message `deferred`, to be queued again when the quota resets.
         """
         message_id = payload["id"]
-        status = self._state.status(message_id)
-        if status in st.FINAL:
-            log.info("message %s is already %s; not sending it again", message_id, status)
+        attempts, detail = self._state.begin_attempt(message_id, self._claim_seconds)
+        if attempts == 0:
+            log.info("message %s is already %s; not sending it again", message_id, detail)
             return None
-        pause = self._quota.paused()
-        if pause is not None:
-            # Don't spend a call WeChat will refuse; hold the message until the reset.
-            self._state.record_deferred(message_id, 45009, pause["errmsg"], payload)
-            log.info("message %s deferred: sending is paused for the daily quota", message_id)
-            return None
-        if not self._state.claim(message_id, self._claim_seconds):
-            raise AlreadyClaimed(self._state.claim_ttl(message_id) + 1)
+        if attempts < 0:
+            raise AlreadyClaimed(int(detail) + 1)
+        released = False
         try:
-            self._state.record_attempt(message_id)
+            pause = self._quota.paused()
+            if pause is not None:
+                # Don't spend a call WeChat will refuse; hold the message until the reset.
+                self._state.record_deferred(message_id, 45009, pause["errmsg"], payload)
+                log.info("message %s deferred: sending is paused for the daily quota", message_id)
+                return None
             msgid = self._send(wechat_body(payload))
+            self._state.record_sent(message_id, msgid)  # releases the claim too
+            released = True
         except TransientError as exc:
             self._record_transient(message_id, exc, payload, last_attempt)
             raise
@@ -103,8 +104,8 @@ class Sender:
             self._state.record_failed(message_id, exc.errcode, exc.errmsg, payload)
             raise
         finally:
-            self._state.release(message_id)
-        self._state.record_sent(message_id, msgid)
+            if not released:
+                self._state.release(message_id)
         log.info("message %s sent, msgid %d", message_id, msgid)
         return msgid
 

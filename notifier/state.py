@@ -28,6 +28,21 @@ REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
 DEFAULT_RETENTION = 7 * 24 * 3600
 
+# Starts an attempt in one round trip: skip a final message, take the claim, count it.
+# Returns {attempts, status} when claimed, {0, status} when final, {-1, ttl} when held.
+_BEGIN = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
+  return {0, status}
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return {-1, tostring(redis.call('TTL', KEYS[2]))}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {attempts, status or ''}
+"""
+
 # Applies a delivery receipt unless one already was: check and write in one step.
 _RECEIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
@@ -76,6 +91,7 @@ class MessageState:
         self.deferred_index = f"{prefix}:deferred"
         self._requeue = client.register_script(_REQUEUE)
         self._receipt = client.register_script(_RECEIPT)
+        self._begin = client.register_script(_BEGIN)
 
     def record_queued(self, message_id: str, pipe: Any = None) -> None:
         """Create the record as the intake accepts a message."""
@@ -89,6 +105,13 @@ class MessageState:
         """Return the current status, or None for an unknown id."""
         value = self._redis.hget(self._key(message_id), "status")
         return value.decode() if isinstance(value, bytes) else value
+
+    def begin_attempt(self, message_id: str, claim_seconds: int) -> tuple[int, str]:
+        """Claim and count an attempt: (attempts, status), (0, final status) or (-1, claim TTL)."""
+        keys = [self._key(message_id), f"{self._key(message_id)}:claim"]
+        result, detail = self._begin(keys=keys, args=[claim_seconds, self._retention])
+        text = detail.decode() if isinstance(detail, bytes) else str(detail)
+        return int(result), text
 
     def claim(self, message_id: str, seconds: int) -> bool:
         """Take the right to send this message for a while, so two copies never send at once."""
@@ -113,8 +136,9 @@ class MessageState:
         return int(attempts)
 
     def record_sent(self, message_id: str, msgid: int) -> None:
-        """Mark the message accepted by WeChat and remember its msgid for receipts."""
+        """Mark the message accepted by WeChat, remember its msgid, and release its claim."""
         pipe = self._redis.pipeline()
+        pipe.delete(f"{self._key(message_id)}:claim")
         self._transition(message_id, SENT, {"msgid": msgid}, clear=("errcode", "errmsg"), pipe=pipe)
         pipe.hdel(self._key(message_id), "payload")
         pipe.set(self.msgid_key(msgid), message_id, ex=self._retention)

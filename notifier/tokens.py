@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import redis
@@ -18,6 +20,9 @@ MIN_TTL = 60
 # Longer than one token call (connect + read timeouts), short enough that a holder
 # that died mid-refresh (or lost Redis) does not stall the fleet for long.
 LOCK_TIMEOUT = 20
+# How long a process trusts the token it last read, sparing Redis a read per send. A
+# token refreshed elsewhere meanwhile gets a 40001, and replace() then finds the new one.
+LOCAL_SECONDS = 10.0
 
 
 class TokenSource(Protocol):
@@ -32,16 +37,28 @@ class TokenSource(Protocol):
 class TokenStore:
     """Keeps one access token per app id in Redis, refreshed under a lock."""
 
-    def __init__(self, client: redis.Redis, source: TokenSource, prefix: str = "notifier") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        source: TokenSource,
+        prefix: str = "notifier",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._redis = client
         self._source = source
+        self._clock = clock
+        self._local: tuple[float, str] | None = None
         self.key = f"{prefix}:token:{source.app_id}"
         self._lock_key = f"{self.key}:lock"
 
     def current(self) -> str:
         """Return the stored token, fetching one (under the lock) when there is none."""
+        local = self._local
+        if local is not None and self._clock() < local[0]:
+            return local[1]
         token = self._read()
         if token:
+            self._remember(token)
             return token
         with self._lock():
             token = self._read()
@@ -58,6 +75,7 @@ class TokenStore:
         with self._lock():
             token = self._read()
             if token and token != stale:
+                self._remember(token)
                 return token
             return self._fetch_and_store(force=False, stale=stale)
 
@@ -75,8 +93,12 @@ class TokenStore:
             token = self._source.fetch_token(force_refresh=True)
         ttl = max(MIN_TTL, token.expires_in - EXPIRY_MARGIN)
         self._redis.set(self.key, token.value, ex=ttl)
+        self._remember(token.value)
         log.info("access token for %s stored for %d s", self._source.app_id, ttl)
         return token.value
+
+    def _remember(self, token: str) -> None:
+        self._local = (self._clock() + LOCAL_SECONDS, token)
 
     def _read(self) -> str | None:
         value = self._redis.get(self.key)
