@@ -26,7 +26,7 @@ def create_batch() -> Response | tuple[Response, int]:
         count = summary["count"] if summary else 0
         return {"batch_id": batch_id, "count": count, "status": "queued"}
 
-    return accept(svc.settings.max_batch_bytes, _schema, svc.batch_enqueuer.enqueue, answer)
+    return accept(svc.settings.max_batch_bytes, _schema, svc.admission.batch, answer)
 
 
 @bp.get("/v1/batches/<batch_id>")

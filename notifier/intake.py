@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -12,9 +11,9 @@ from flask import Blueprint, Response, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from notifier.admission import Admitted, IdempotencyConflict
 from notifier.errors import BrokerUnavailable, SignatureError
 from notifier.problems import problem
-from notifier.queue import new_message_id
 from notifier.schema import MessageSchema, field_errors
 from notifier.services import services
 
@@ -31,7 +30,7 @@ def create_message() -> Response | tuple[Response, int]:
     return accept(
         svc.settings.max_body_bytes,
         _schema,
-        svc.enqueuer.enqueue,
+        svc.admission.message,
         lambda message_id: {"id": message_id, "status": "queued"},
     )
 
@@ -39,10 +38,10 @@ def create_message() -> Response | tuple[Response, int]:
 def accept(
     limit: int,
     schema: Schema,
-    enqueue: Callable[[dict[str, Any], str], object],
+    admit: Callable[[str, bytes, dict[str, Any]], Admitted],
     answer: Callable[[str], dict[str, Any]],
 ) -> Response | tuple[Response, int]:
-    """Signature, body, schema, idempotency, enqueue: the path every signed intake takes."""
+    """Signature, body, schema, then one atomic admission: the path every signed intake takes."""
     svc = services()
     body = read_body(limit)
     try:
@@ -52,27 +51,14 @@ def accept(
     document = _parse(body, schema)
     if isinstance(document, Response):
         return document
-    new_id = new_message_id()
-    claim = svc.idempotency.reserve(webhook_id, body, new_id)
-    if claim is not None and claim.same_body and not claim.queued:
-        claim = svc.idempotency.wait(webhook_id, body)
-    if claim is not None:
-        if not claim.same_body:
-            return problem(409, "this webhook-id was already used with a different body")
-        if not claim.queued:
-            return problem(409, "a request with this webhook-id is still being queued; retry")
-        return jsonify(answer(claim.message_id)), 202
     try:
-        enqueue(document, new_id)
+        admitted = admit(webhook_id, body, document)
+    except IdempotencyConflict as exc:
+        return problem(409, str(exc))
     except BrokerUnavailable:
-        with contextlib.suppress(Exception):
-            svc.idempotency.release(webhook_id)
+        log.warning("redis unavailable: request refused with 503")
         return problem(503, "the message queue is unavailable; nothing was queued, try again")
-    try:
-        svc.idempotency.confirm(webhook_id, body, new_id)
-    except Exception as exc:  # The message is queued; a retry will wait, then get a 409.
-        log.warning("could not confirm webhook-id after queueing: %s", type(exc).__name__)
-    return jsonify(answer(new_id)), 202
+    return jsonify(answer(admitted.id)), 202
 
 
 def read_body(limit: int) -> bytes:

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
-
-from notifier.batches import ABORTED, QUEUED, BatchStore
-from notifier.errors import BrokerUnavailable
-from notifier.state import MessageState
 
 log = logging.getLogger(__name__)
 
@@ -41,33 +36,6 @@ def task_payload(message_id: str, message: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-class Enqueuer:
-    """Records a message as queued and publishes its task; answers only once both are done."""
-
-    def __init__(self, state: MessageState, publish: Publish) -> None:
-        self._state = state
-        self._publish = publish
-
-    def enqueue(self, message: dict[str, Any], message_id: str | None = None) -> str:
-        """Queue one validated message and return its id.
-
-        Raises:
-            BrokerUnavailable: Redis could not be reached; nothing was queued.
-        """
-        message_id = message_id or new_message_id()
-        payload = task_payload(message_id, message)
-        try:
-            self._state.record_queued(message_id)
-            self._publish(payload)
-        except Exception as exc:
-            log.warning("broker unavailable, message refused: %s", type(exc).__name__)
-            # Redis may be down as well; then the record expires on its own.
-            with contextlib.suppress(Exception):
-                self._state.discard(message_id)
-            raise BrokerUnavailable("the message broker is unavailable") from exc
-        return message_id
-
-
 def celery_publisher() -> Publish:
     """Publish through the Celery app, importing it only in processes that enqueue."""
     from notifier.celery_app import app
@@ -90,34 +58,6 @@ def chunk_payloads(batch_id: str, batch: dict[str, Any]) -> list[dict[str, Any]]
         {"batch": batch_id, **shared, "recipients": recipients[start : start + CHUNK_SIZE]}
         for start in range(0, len(recipients), CHUNK_SIZE)
     ]
-
-
-class BatchEnqueuer:
-    """Queues a campaign as chunk tasks; its chunks wait until every one of them is queued."""
-
-    def __init__(self, batches: BatchStore, publish_many: PublishMany) -> None:
-        self._batches = batches
-        self._publish_many = publish_many
-
-    def enqueue(self, batch: dict[str, Any], batch_id: str | None = None) -> tuple[str, int]:
-        """Queue a validated batch; return its id and recipient count.
-
-        Raises:
-            BrokerUnavailable: not every chunk could be queued; none will be sent.
-        """
-        batch_id = batch_id or new_message_id()
-        chunks = chunk_payloads(batch_id, batch)
-        count = len(batch["recipients"])
-        try:
-            self._batches.create(batch_id, batch["template_id"], count, len(chunks))
-            self._publish_many(chunks)
-            self._batches.mark(batch_id, QUEUED)
-        except Exception as exc:
-            log.warning("broker unavailable, batch refused: %s", type(exc).__name__)
-            with contextlib.suppress(Exception):
-                self._batches.mark(batch_id, ABORTED)
-            raise BrokerUnavailable("the message broker is unavailable") from exc
-        return batch_id, count
 
 
 def celery_chunk_publisher() -> PublishMany:

@@ -6,12 +6,11 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from notifier.admission import Admission
 from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
 from notifier.bulk import DeferredChunks
 from notifier.config import Settings
-from notifier.idempotency import IdempotencyKeys
-from notifier.queue import BatchEnqueuer, Enqueuer
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier, ReplayGuard
 from notifier.replay import Replayer
@@ -25,8 +24,7 @@ class WebServices:
 
     settings: Settings
     verifier: Verifier
-    enqueuer: Enqueuer
-    idempotency: IdempotencyKeys
+    admission: Admission
     state: MessageState
     bearer: BearerTokens
     replayer: Replayer
@@ -34,7 +32,6 @@ class WebServices:
     callback: CallbackVerifier | None
     callback_guard: ReplayGuard
     batches: BatchStore
-    batch_enqueuer: BatchEnqueuer
     deferred: DeferredChunks
 
 

@@ -9,20 +9,13 @@ from flask import Flask, Response, jsonify
 from werkzeug.exceptions import HTTPException
 
 from notifier import admin, callback, campaigns, intake, logs, status
+from notifier.admission import Admission
 from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
 from notifier.bulk import DeferredChunks
 from notifier.config import Settings, current
-from notifier.idempotency import IdempotencyKeys
 from notifier.problems import problem
-from notifier.queue import (
-    BatchEnqueuer,
-    Enqueuer,
-    Publish,
-    PublishMany,
-    celery_chunk_publisher,
-    celery_publisher,
-)
+from notifier.queue import Publish, PublishMany, celery_chunk_publisher, celery_publisher
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier, ReplayGuard
 from notifier.replay import Replayer
@@ -38,7 +31,7 @@ def create_app(
     publish: Publish | None = None,
     publish_many: PublishMany | None = None,
 ) -> Flask:
-    """Build the receiver; `publish` and `publish_many` default to the Celery broker."""
+    """Build the receiver; replays publish through `publish`/`publish_many` (Celery's)."""
     settings = (settings or current()).require_web()
     logs.install(level=settings.log_level)
     if not settings.api_tokens:
@@ -57,8 +50,7 @@ def create_app(
     app.extensions["notifier"] = WebServices(
         settings=settings,
         verifier=Verifier(settings.webhook_secrets),
-        enqueuer=Enqueuer(state, publish),
-        idempotency=IdempotencyKeys(connection, settings.idempotency_ttl),
+        admission=Admission(connection, settings.idempotency_ttl, settings.status_retention),
         state=state,
         bearer=BearerTokens(settings.api_tokens),
         replayer=Replayer(state, publish),
@@ -66,7 +58,6 @@ def create_app(
         callback=CallbackVerifier.from_settings(settings),
         callback_guard=ReplayGuard(connection),
         batches=batches,
-        batch_enqueuer=BatchEnqueuer(batches, publish_many),
         deferred=DeferredChunks(connection, publish_many),
     )
     for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):

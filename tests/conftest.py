@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from notifier.broker import task_args
 from notifier.config import Settings
 from notifier.redis_server import RedisServer
 from notifier.signature import new_secret, signed_headers
@@ -58,3 +59,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).parent.name == "integration":
             item.add_marker(pytest.mark.integration)
+
+
+class QueueView:
+    """The tasks really waiting in a Redis queue, in the order workers will take them."""
+
+    def __init__(self, client: redis.Redis, queue: str) -> None:
+        self._client = client
+        self._queue = queue
+
+    @property
+    def published(self) -> list[dict[str, Any]]:
+        raw = reversed(self._client.lrange(self._queue, 0, -1))
+        return [task_args(item)[1][0] for item in raw]
+
+    @property
+    def down(self) -> bool:
+        return self._client.type(self._queue) == b"string"
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        # A key of the wrong type makes the push fail inside the admission script, as an
+        # unreachable broker would, before anything else is written.
+        self._client.delete(self._queue)
+        if value:
+            self._client.set(self._queue, "not a list")

@@ -19,7 +19,7 @@ from notifier.quota import QuotaGate
 from notifier.tokens import TokenStore
 from notifier.web import create_app
 from notifier.wechat import Credentials, WeChatClient
-from tests.conftest import signed
+from tests.conftest import QueueView, signed
 from tests.test_intake import Broker
 
 BASE = "https://wechat.test"
@@ -28,34 +28,23 @@ TOKEN = f"{BASE}/cgi-bin/stable_token"
 BATCH_ID = "b" * 32
 
 
-class Chunks:
-    def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
-        self.down = False
-
-    def __call__(self, chunks: list[dict[str, Any]]) -> None:
-        if self.down:
-            raise ConnectionError("down")
-        self.published.extend(chunks)
-
-
 def batch(count: int, **extra: Any) -> dict[str, Any]:
     people = [{"touser": f"oPerson{i:06d}"} for i in range(count)]
     return {"template_id": "TPL", "data": {"k": {"value": "v"}}, "recipients": people, **extra}
 
 
 @pytest.fixture
-def chunks() -> Chunks:
-    return Chunks()
+def chunks(redis_client: redis.Redis) -> QueueView:
+    return QueueView(redis_client, "notifier.campaigns")
 
 
 @pytest.fixture
-def client(settings: Settings, chunks: Chunks, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings, publish=Broker(), publish_many=chunks).test_client()
+def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
+    return create_app(settings, publish=Broker()).test_client()
 
 
 def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
-    client: FlaskClient, chunks: Chunks, redis_client: redis.Redis, settings: Settings
+    client: FlaskClient, chunks: QueueView, redis_client: redis.Redis, settings: Settings
 ) -> None:
     response = client.post("/v1/messages/batch", **signed(batch(250)))
     assert response.status_code == 202
@@ -69,7 +58,7 @@ def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
 
 
 def test_every_bad_recipient_is_named_by_index_and_nothing_is_queued(
-    client: FlaskClient, chunks: Chunks
+    client: FlaskClient, chunks: QueueView
 ) -> None:
     body = batch(20)
     body["recipients"][4]["touser"] = "no good"
@@ -92,18 +81,27 @@ def test_a_recipient_without_any_data_is_refused(client: FlaskClient) -> None:
     assert response.status_code == 400
 
 
-def test_a_broker_failure_aborts_the_whole_batch(
-    client: FlaskClient, chunks: Chunks, redis_client: redis.Redis
+def test_a_broker_failure_queues_nothing_of_the_batch(
+    client: FlaskClient, chunks: QueueView, redis_client: redis.Redis
 ) -> None:
     chunks.down = True
     assert client.post("/v1/messages/batch", **signed(batch(150))).status_code == 503
-    (key,) = redis_client.keys("notifier:batch:*")
-    assert redis_client.hget(key, "state") == b"aborted"
+    assert redis_client.keys("notifier:batch:*") == []
+    assert redis_client.keys("notifier:idem:*") == []
 
 
-def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: Chunks) -> None:
+def test_a_repeated_batch_is_answered_as_before_and_queued_once(
+    client: FlaskClient, chunks: QueueView
+) -> None:
+    first = client.post("/v1/messages/batch", **signed(batch(120), msg_id="camp-1"))
+    again = client.post("/v1/messages/batch", **signed(batch(120), msg_id="camp-1"))
+    assert first.get_json() == again.get_json()
+    assert len(chunks.published) == 2
+
+
+def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView) -> None:
     small = replace(settings, max_batch_bytes=2048)
-    client = create_app(small, publish=Broker(), publish_many=chunks).test_client()
+    client = create_app(small, publish=Broker()).test_client()
     assert client.post("/v1/messages/batch", **signed(batch(200))).status_code == 413
 
 

@@ -1,0 +1,136 @@
+"""Accepting work: idempotency key, status record and queued task, written in one atomic step.
+
+One Lua script per request either finds the `webhook-id` already used (and says
+for which message) or pushes the task and records the message together; the push
+comes first, so a failing write leaves nothing behind. Nothing is
+half-accepted: a 202 means all of it is in Redis, a 503 means none of it is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from notifier.broker import task_message
+from notifier.errors import BrokerUnavailable, NotifierError
+from notifier.queue import (
+    CAMPAIGNS_QUEUE,
+    CHUNK_TASK,
+    MESSAGES_QUEUE,
+    SEND_TASK,
+    chunk_payloads,
+    new_message_id,
+    task_payload,
+)
+
+_MESSAGE = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+redis.call('LPUSH', KEYS[4], ARGV[5])
+redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[6])
+return false
+"""
+
+_BATCH = """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+for i = 9, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
+redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
+           'chunks', ARGV[6], 'created', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[7])
+return false
+"""
+
+
+class IdempotencyConflict(NotifierError):
+    """Raised when a `webhook-id` comes back with a different body."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What the intake answers: the id, and whether this was a repeat of an earlier request."""
+
+    id: str
+    repeated: bool
+
+
+class Admission:
+    """Admits single messages and campaigns into Redis, each in one atomic script."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        idempotency_ttl: int,
+        retention: int,
+        prefix: str = "notifier",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._idempotency_ttl = idempotency_ttl
+        self._retention = retention
+        self._prefix = prefix
+        self._clock = clock
+        self._message = client.register_script(_MESSAGE)
+        self._batch = client.register_script(_BATCH)
+
+    def message(self, webhook_id: str, body: bytes, message: dict[str, Any]) -> Admitted:
+        """Record and queue one validated message, unless `webhook_id` was seen before.
+
+        Raises:
+            IdempotencyConflict: the webhook-id was used with another body.
+            BrokerUnavailable: Redis could not be reached; nothing was queued.
+        """
+        message_id = new_message_id()
+        now = round(self._clock(), 3)
+        entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
+        envelope = task_message(SEND_TASK, [task_payload(message_id, message)], MESSAGES_QUEUE)
+        key = f"{self._prefix}:msg:{message_id}"
+        keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE]
+        args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,
+                self._retention]  # fmt: skip
+        return self._run(self._message, keys, args, message_id)
+
+    def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
+        """Record a campaign and queue all of its chunks, unless `webhook_id` was seen before.
+
+        Raises:
+            IdempotencyConflict: the webhook-id was used with another body.
+            BrokerUnavailable: Redis could not be reached; nothing was queued.
+        """
+        batch_id = new_message_id()
+        chunks = chunk_payloads(batch_id, batch)
+        envelopes = [task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE) for chunk in chunks]
+        keys = [self._idem_key(webhook_id), f"{self._prefix}:batch:{batch_id}", CAMPAIGNS_QUEUE]
+        args = [_digest(body), batch_id, round(self._clock(), 3), batch["template_id"],
+                len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
+                *envelopes]  # fmt: skip
+        return self._run(self._batch, keys, args, batch_id)
+
+    def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
+        try:
+            existing = script(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise BrokerUnavailable("the message broker is unavailable") from exc
+        if not existing:
+            return Admitted(new_id, repeated=False)
+        digest, _, earlier_id = existing.decode().partition("|")
+        if digest != args[0]:
+            raise IdempotencyConflict("this webhook-id was already used with a different body")
+        return Admitted(earlier_id, repeated=True)
+
+    def _idem_key(self, webhook_id: str) -> str:
+        return f"{self._prefix}:idem:{hashlib.sha256(webhook_id.encode()).hexdigest()[:32]}"
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
