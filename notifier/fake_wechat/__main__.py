@@ -3,7 +3,7 @@
 import argparse
 
 from .config import FakeConfig
-from .server import serve
+from .server import SERVERS, serve
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.dedupe_window,
         help="seconds a client_msg_id is remembered",
     )
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=SERVERS[0],
+        help="asyncio answers sends in an event loop; threaded uses a thread per connection",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -51,7 +57,9 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
-    serve(config, args.host, args.port, verbose=args.verbose)
+    # The default server is left implicit, so serve's own default decides it.
+    choice = {} if args.server == SERVERS[0] else {"server": args.server}
+    serve(config, args.host, args.port, verbose=args.verbose, **choice)
 
 
 if __name__ == "__main__":
