@@ -1,0 +1,31 @@
+"""A smoke run of `notifier bench`: tiny counts, checking only that it completes and reports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notifier", "bench", "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    for key in (
+        "ingest_signed_rps",
+        "ingest_trivial_rps",
+        "ingest_ratio",
+        "single_delivered_per_s",
+        "bulk_delivered_per_s",
+        "redis_bytes_per_recipient",
+        "single_p50_s",
+        "single_p99_s",
+    ):
+        assert report[key] > 0, key
+    assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
+    assert report["machine"]["cores"] >= 1
