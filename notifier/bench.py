@@ -19,6 +19,11 @@ import requests
 
 from notifier.client import NotifierClient, template_message
 from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child
+from notifier.measures import ok as _ok
+from notifier.measures import peak_mb as _peak_mb
+from notifier.measures import peak_mb_pid as _peak_mb_pid
+from notifier.measures import percentile as _pct
+from notifier.measures import wait as _wait
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret, signed_headers
 
@@ -33,6 +38,7 @@ class BenchConfig:
     seconds: float = 5.0
     connections: int = 16
     concurrency: int = 64
+    processes: int = 2
     probes: int = 100
 
 
@@ -101,7 +107,11 @@ class Bench:
         _wait(lambda: _ok(f"{self.wechat}/healthz") and _ok(f"{self.web}/healthz"), "web and fake")
 
     def worker(self, name: str, queue: str) -> None:
-        """Start a worker; the drain is timed at the fake, so start-up time does not count."""
+        """Start the workers of a queue; the drain is timed at the fake, so start-up is free."""
+        for n in range(self.config.processes):
+            self._worker_process(name if n == 0 else f"{name}{n + 1}", queue)
+
+    def _worker_process(self, name: str, queue: str) -> None:
         self.spawn(
             name,
             [
@@ -283,45 +293,3 @@ def run(home: Path, config: BenchConfig, echo: Callable[[str], None] = print) ->
     finally:
         bench.stop()
     return bench.results
-
-
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.RequestException:
-        return False
-
-
-def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def _pct(values: list[float], pct: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, round(pct / 100 * (len(values) - 1)))]
-
-
-def _peak_mb(child: Child) -> float:
-    return _peak_mb_pid(child.process.pid if child.process else 0)
-
-
-def _peak_mb_pid(pid: int) -> float:
-    """VmHWM of a process and its direct children, in MB (Linux /proc)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
-    total = 0
-    for each in pids:
-        status = Path(f"/proc/{each}/status")
-        if status.exists():
-            for line in status.read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    total += int(line.split()[1])
-    return round(total / 1024, 1)

@@ -201,6 +201,7 @@ _register_operator_commands()
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
 @click.option("--concurrency", type=int, default=64, show_default=True, help="Threads per worker.")
+@click.option("--processes", type=int, default=2, show_default=True, help="Workers per queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
 def bench(
@@ -209,6 +210,7 @@ def bench(
     latency_ms: float,
     seconds: float,
     concurrency: int,
+    processes: int,
     as_json: bool,
     smoke: bool,
 ) -> None:
@@ -227,9 +229,12 @@ def bench(
             connections=2,
             concurrency=8,
             probes=5,
+            processes=1,
         )
     else:
-        config = BenchConfig(messages, recipients, latency_ms, seconds, concurrency=concurrency)
+        config = BenchConfig(
+            messages, recipients, latency_ms, seconds, concurrency=concurrency, processes=processes
+        )
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:
         results = run(Path(home), config, echo=lambda line: click.echo(line, err=True))
     click.echo(json.dumps(results, indent=2) if as_json else table(results, config))

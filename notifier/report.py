@@ -41,6 +41,7 @@ def table(results: dict[str, Any], config: BenchConfig) -> str:
         f"Machine: {machine.get('cores')} cores, Python {machine.get('python')}, "
         f"Redis {machine.get('redis')}, {machine.get('platform')}. Fake WeChat latency "
         f"{config.latency_ms:g} ms; {config.messages} single messages, {config.recipients} "
-        f"campaign recipients, {config.concurrency} threads per worker."
+        f"campaign recipients, {config.processes} worker processes per queue of "
+        f"{config.concurrency} threads each."
     )
     return "\n".join(lines)

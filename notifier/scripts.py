@@ -1,0 +1,45 @@
+"""The Lua scripts behind message state: each check-and-write happens in one atomic step."""
+
+# Starts an attempt in one round trip: skip a final message, take the claim, count it.
+# Returns {attempts, status} when claimed, {0, status} when final, {-1, ttl} when held.
+BEGIN = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
+  return {0, status}
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
+  return {-1, tostring(redis.call('TTL', KEYS[2]))}
+end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {attempts, status or ''}
+"""
+
+# Applies a delivery receipt unless one already was: check and write in one step.
+RECEIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status or status == 'delivered' or status == 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'updated', ARGV[2], 'receipt', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'errmsg', ARGV[4]) end
+redis.call('RPUSH', KEYS[2], ARGV[5])
+return 1
+"""
+
+# Moves a message back to `queued` only if it is still replayable and kept its payload
+# (a receipt's `failed` has none: the follower blocked us), so two operators replaying
+# at once publish it once. Returns {old status, payload}, or nil (and then
+# drops the id from the indexes, where it was stale).
+REQUEUE = """
+local status = redis.call('HGET', KEYS[1], 'status')
+local payload = redis.call('HGET', KEYS[1], 'payload')
+if (status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3]) or not payload then
+  redis.call('ZREM', KEYS[3], ARGV[6])
+  redis.call('ZREM', KEYS[4], ARGV[6])
+  return nil
+end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('ZREM', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+return {status, payload}
+"""
