@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     except ValueError as error:
         parser.error(str(error))
-    # The default server is left implicit, so serve's own default decides it.
+    # Named only when not the default, so serve's own default stays the one source of it.
     choice = {} if args.server == SERVERS[0] else {"server": args.server}
     serve(config, args.host, args.port, verbose=args.verbose, **choice)
 

@@ -3,43 +3,27 @@
 import asyncio
 import contextlib
 import json
+import signal
 import socket
 import sys
 import threading
 import traceback
-from urllib.parse import parse_qsl
+from collections.abc import Callable
 from wsgiref.types import WSGIApplication
-
-# Imported for its side effect: it registers the codec error handler Flask's query parsing uses.
-import werkzeug.urls  # noqa: F401
 
 from . import handlers
 from .app import create_fake_app
 from .bridge import build_environ, call_app
 from .config import FakeConfig
-from .handlers import Outcome, Steps
+from .handlers import Outcome
 from .state import FakeState
-from .wire import BadRequest, Request, encode_response, read_request, status_line
+from .wire import BadRequest, Request, encode_response, first_args, read_request, status_line
 
 HEALTH_PATH = "/healthz"
 BACKLOG = 1024
 _JSON = [("Content-Type", "application/json")]
 _TEXT = [("Content-Type", "text/plain; charset=utf-8")]
-
-
-def _args(query: str) -> dict[str, str]:
-    first: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"):
-        first.setdefault(name, value)
-    return first
-
-
-async def _run(steps: Steps) -> Outcome:
-    try:
-        while True:
-            await asyncio.sleep(next(steps))
-    except StopIteration as done:
-        return done.value
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _encode(outcome: Outcome, request: Request | None) -> bytes:
@@ -52,13 +36,28 @@ def _encode(outcome: Outcome, request: Request | None) -> bytes:
     return encode_response(status_line(outcome.status), headers, body, request)
 
 
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> Callable[[], None]:
+    # Only handlers the loop registers wake it when another thread receives the signal.
+    previous = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop.set)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            if handler is not None:
+                signal.signal(sig, handler)
+
+    return restore
+
+
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=BACKLOG)
 
 
 class FastServer:
-    """One fake served on its own event loop; serve_forever blocks until shutdown is called."""
+    """One fake on its own event loop; serve_forever blocks until shutdown, SIGINT or SIGTERM."""
 
     def __init__(
         self,
@@ -83,7 +82,7 @@ class FastServer:
         self._connections: set[asyncio.Task[None]] = set()
 
     def serve_forever(self) -> None:
-        """Answer requests until shutdown is called from another thread."""
+        """Answer requests until shutdown is called, or a stop signal comes to the main thread."""
         with self._guard:
             self._started = True
         try:
@@ -119,10 +118,14 @@ class FastServer:
             self._connections.add(task)
             task.add_done_callback(self._connections.discard)
 
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        restore_signals = _stop_on_signals(loop, stop) if on_main_thread else None
         server = await asyncio.start_server(accept, sock=self._socket)
         try:
             await stop.wait()
         finally:
+            if restore_signals is not None:
+                restore_signals()
             server.close()
             for task in list(self._connections):
                 task.cancel()
@@ -160,10 +163,10 @@ class FastServer:
         query, method, state = query.partition("#")[0], request.method, self.state
         try:
             if path == handlers.SEND_PATH and method == "POST":
-                token = _args(query).get("access_token")
-                outcome = await _run(handlers.send(state, token, request.body))
+                token = first_args(query).get("access_token")
+                outcome = await handlers.run_awaiting(handlers.send(state, token, request.body))
             elif path == handlers.TOKEN_PATH and method == "GET":
-                outcome = handlers.classic_token(state, _args(query))
+                outcome = handlers.classic_token(state, first_args(query))
             elif path == handlers.STABLE_TOKEN_PATH and method == "POST":
                 outcome = handlers.stable_token(state, request.body)
             elif path == HEALTH_PATH and method == "GET":

@@ -1,5 +1,6 @@
 """The token and send decisions, kept apart from HTTP so both servers answer identically."""
 
+import asyncio
 import json
 import random
 from collections.abc import Callable, Generator, Mapping
@@ -34,8 +35,8 @@ class Outcome:
     status: int = 200
 
 
-# A send call yields each pause (in seconds) it needs and returns its outcome, so a
-# blocking server can sleep and an asyncio one can await without changing the order.
+# A send call yields each pause (in seconds) it needs and returns its outcome, so the
+# threaded server can sleep and the asyncio one can await, with the checks in one order.
 Steps = Generator[float, None, Outcome]
 
 
@@ -151,5 +152,16 @@ def run_blocking(steps: Steps, sleep: Callable[[float], None]) -> Outcome:
         try:
             pause = next(steps)
         except StopIteration as done:
-            return done.value
+            outcome: Outcome = done.value
+            return outcome
         sleep(pause)
+
+
+async def run_awaiting(steps: Steps) -> Outcome:
+    """Drive a send call to its outcome, awaiting each pause so other calls go on meanwhile."""
+    try:
+        while True:
+            await asyncio.sleep(next(steps))
+    except StopIteration as done:
+        outcome: Outcome = done.value
+        return outcome

@@ -32,13 +32,13 @@ class FakeServer(Protocol):
         """Release the listening socket."""
 
 
-class _KeepAliveHandler(WSGIRequestHandler):
-    """Reuses connections, as clients with a connection pool expect."""
+class _Http11Handler(WSGIRequestHandler):
+    """Answers as HTTP/1.1; werkzeug still closes the connection after every response."""
 
     protocol_version = "HTTP/1.1"
 
 
-class _QuietHandler(_KeepAliveHandler):
+class _QuietHandler(_Http11Handler):
     """Skips the per-request access log, which costs time under load."""
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -52,7 +52,7 @@ def make_fake_server(
     if server == "asyncio":
         return make_fast_server(config, host, port, verbose=verbose)
     if server == "threaded":
-        handler = _KeepAliveHandler if verbose else _QuietHandler
+        handler = _Http11Handler if verbose else _QuietHandler
         app = create_fake_app(config)
         return make_server(host, port, app, threaded=True, request_handler=handler)
     raise ValueError(f"server must be one of {', '.join(SERVERS)}, not {server!r}")
@@ -61,6 +61,7 @@ def make_fake_server(
 @contextmanager
 def _stopped_by_signals(server: FakeServer) -> Iterator[None]:
     # Signal handlers can only be set in the main thread; elsewhere the caller stops the server.
+    # The asyncio server puts its event loop's own handlers in place of these while it runs.
     if threading.current_thread() is not threading.main_thread():
         yield
         return

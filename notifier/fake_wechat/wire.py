@@ -5,7 +5,10 @@ import re
 import time
 from dataclasses import dataclass
 from email.utils import formatdate
+from urllib.parse import parse_qsl
 
+# Imported for its side effect: it registers the codec error handler Flask's query parsing uses.
+import werkzeug.urls  # noqa: F401
 from werkzeug.http import HTTP_STATUS_CODES
 
 MAX_HEADERS = 100
@@ -82,7 +85,9 @@ def _keep_alive(version: str, headers: dict[str, str]) -> bool:
     return "keep-alive" in options
 
 
-async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Request | None:
+async def read_request(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> Request | None:
     """Read the next request, or return None once the client closes between requests."""
     head = b""
     while not head:
@@ -107,6 +112,14 @@ async def read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
         except asyncio.IncompleteReadError:
             return None
     return Request(method, target, version, headers, body, _keep_alive(version, headers))
+
+
+def first_args(query: str) -> dict[str, str]:
+    """Parse a query string as Flask does, keeping the first value of a repeated name."""
+    first: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True, errors="werkzeug.url_quote"):
+        first.setdefault(name, value)
+    return first
 
 
 class _DateCache:
