@@ -200,8 +200,8 @@ _register_operator_commands()
     "--latency-ms", type=float, default=50.0, show_default=True, help="Fake WeChat latency."
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
-@click.option("--concurrency", type=int, default=64, show_default=True, help="Threads per worker.")
-@click.option("--processes", type=int, default=2, show_default=True, help="Workers per queue.")
+@click.option("--concurrency", type=int, default=32, show_default=True, help="Threads per worker.")
+@click.option("--processes", type=int, default=4, show_default=True, help="Workers per queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
 def bench(
