@@ -17,7 +17,6 @@ import redis
 from notifier.record import iso
 from notifier.state import FINAL
 
-PENDING, QUEUED, ABORTED = "pending", "queued", "aborted"
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
 # Set one recipient's outcome and move the batch counters with it, atomically.
@@ -87,27 +86,6 @@ class BatchStore:
         self._prefix = prefix
         self._clock = clock
         self._set = client.register_script(_SET)
-
-    def create(self, batch_id: str, template_id: str, count: int, chunks: int) -> None:
-        """Record a batch as pending: its chunks may not start until it is fully queued."""
-        key = self._key(batch_id)
-        pipe = self._redis.pipeline()
-        pipe.hset(
-            key,
-            mapping={
-                "state": PENDING,
-                "template_id": template_id,
-                "count": count,
-                "chunks": chunks,
-                "created": round(self._clock(), 3),
-            },
-        )
-        pipe.expire(key, self._retention)
-        pipe.execute()
-
-    def mark(self, batch_id: str, state: str) -> None:
-        """Move the whole batch to queued (all chunks published) or aborted (some were not)."""
-        self._redis.hset(self._key(batch_id), "state", state)
 
     def state(self, batch_id: str) -> str | None:
         """The batch's state, or None when it is unknown (or expired)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from typing import Any
 
 import redis
 
-from notifier.batches import ABORTED, PENDING, BatchStore, Outcome, recipient_id
+from notifier.batches import BatchStore, Outcome, recipient_id
 from notifier.errors import DailyQuotaError, PermanentError, TokenError, TransientError
 from notifier.queue import PublishMany
 from notifier.quota import QuotaGate
@@ -24,7 +23,6 @@ log = logging.getLogger(__name__)
 # single messages, so a campaign never starves the one-off message someone waits for.
 PERMIT_BATCH = 10
 SINGLES_RESERVE = 0.1
-PENDING_WAIT = 10.0
 
 Recipient = list[Any]  # [index, touser, own data or None]
 
@@ -113,15 +111,9 @@ class BulkSender:
         return [] if last_attempt else retry
 
     def _batch_ready(self, batch_id: str) -> bool:
-        """Wait for the intake to finish queueing the batch; drop chunks of an aborted one."""
-        deadline = time.monotonic() + PENDING_WAIT
-        state = self._batches.state(batch_id)
-        while state == PENDING and time.monotonic() < deadline:
-            time.sleep(0.1)
-            state = self._batches.state(batch_id)
-        if state in (None, ABORTED, PENDING):
-            # Never answered 202 (or long expired): nobody was promised these messages.
-            log.warning("batch %s is %s; dropping its chunk", batch_id, state or "unknown")
+        """A chunk whose batch record is gone (past its retention) has nobody to report to."""
+        if self._batches.state(batch_id) is None:
+            log.warning("batch %s is unknown or expired; dropping its chunk", batch_id)
             return False
         return True
 

@@ -70,27 +70,9 @@ class MessageState:
         text = detail.decode() if isinstance(detail, bytes) else str(detail)
         return int(result), text
 
-    def claim(self, message_id: str, seconds: int) -> bool:
-        """Take the right to send this message for a while, so two copies never send at once."""
-        key = f"{self._key(message_id)}:claim"
-        return bool(self._redis.set(key, "1", nx=True, ex=seconds))
-
-    def claim_ttl(self, message_id: str) -> int:
-        """Seconds left on a message's claim (0 when there is none)."""
-        return max(0, int(self._redis.ttl(f"{self._key(message_id)}:claim")))
-
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
         self._redis.delete(f"{self._key(message_id)}:claim")
-
-    def record_attempt(self, message_id: str) -> int:
-        """Count an attempt about to be made and return the new count."""
-        key = self._key(message_id)
-        pipe = self._redis.pipeline()
-        pipe.hincrby(key, "attempts", 1)
-        pipe.expire(key, self._retention)
-        attempts, _ = pipe.execute()
-        return int(attempts)
 
     def record_sent(self, message_id: str, msgid: int) -> None:
         """Mark the message accepted by WeChat, remember its msgid, and release its claim."""
