@@ -34,6 +34,7 @@ if ARGV[3] ~= '' then
   redis.call('EXPIRE', KEYS[3], ARGV[4])
 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
 return old_status
 """
 
@@ -123,6 +124,41 @@ class BatchStore:
         keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id)]
         self._set(keys=keys, args=[str(index), outcome.encode(), failure, self._retention])
 
+    def remember_msgid(self, msgid: int, batch_id: str, index: int) -> None:
+        """Point WeChat's msgid at the recipient, so its delivery receipt finds it."""
+        self._redis.set(f"{self._prefix}:msgid:{msgid}", recipient_id(batch_id, index),
+                        ex=self._retention)  # fmt: skip
+
+    def apply_receipt(self, batch_id: str, index: int, status: str, reason: str) -> bool:
+        """Move a sent recipient to delivered or failed; repeated receipts change nothing."""
+        current = self.outcome(batch_id, index)
+        if current is None or current.status != "sent":
+            return False
+        outcome = Outcome(status, current.attempts, current.msgid, None)
+        self.record(batch_id, index, outcome, "", reason)
+        return True
+
+    def count(self, batch_id: str) -> int | None:
+        """How many recipients the batch has, or None when it is unknown."""
+        value = self._redis.hget(self._key(batch_id), "count")
+        return int(value) if value is not None else None
+
+    def recipient_view(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        """The status API's view of one recipient, or None when there is no such recipient."""
+        count = self.count(batch_id)
+        if count is None or not 0 <= index < count:
+            return None
+        view: dict[str, Any] = {"id": recipient_id(batch_id, index), "batch_id": batch_id}
+        view.update(status="queued", attempts=0)
+        outcome = self.outcome(batch_id, index)
+        if outcome is not None:
+            view.update(status=outcome.status, attempts=outcome.attempts)
+            if outcome.msgid is not None:
+                view["msgid"] = outcome.msgid
+            if outcome.errcode is not None:
+                view["errcode"] = outcome.errcode
+        return view
+
     def outcome(self, batch_id: str, index: int) -> Outcome | None:
         """One recipient's outcome; None while it is still queued (or unknown)."""
         raw = self._redis.hget(self._outcomes(batch_id), str(index))
@@ -132,7 +168,7 @@ class BatchStore:
         """Counts per status and a page of failed recipients, for the batch status API."""
         pipe = self._redis.pipeline()
         pipe.hgetall(self._key(batch_id))
-        pipe.lrange(self._failures(batch_id), offset, offset + limit - 1)
+        pipe.lrange(self._failures(batch_id), offset, offset + max(limit, 1) - 1)
         pipe.llen(self._failures(batch_id))
         raw, failures, failed_total = pipe.execute()
         if not raw:

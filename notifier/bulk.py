@@ -48,6 +48,9 @@ class DeferredChunks:
         if self._publish_many is None:
             raise RuntimeError("no publisher to release deferred chunks with")
         recipients = 0
+        # A release that died between moving and publishing left chunks here: take them back.
+        while self._redis.lmove(f"{self.key}:moving", self.key, "RIGHT", "LEFT") is not None:
+            pass
         while True:
             raw = self._redis.lmove(self.key, f"{self.key}:moving", "LEFT", "RIGHT")
             if raw is None:
@@ -88,7 +91,12 @@ class BulkSender:
         if self._quota.paused() is not None:
             self._defer(chunk, todo, attempt)
             return []
-        token = self._tokens.current()
+        try:
+            token = self._tokens.current()
+        except TransientError:
+            if last_attempt:
+                raise
+            return todo  # WeChat's token API is down: the whole chunk tries again later
         retry: list[Recipient] = []
         for position, recipient in enumerate(todo):
             index, touser = recipient[0], recipient[1]
@@ -108,7 +116,26 @@ class BulkSender:
                 self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
             else:
                 self._batches.record(batch_id, index, Outcome("sent", attempt + 1, msgid))
+                self._batches.remember_msgid(msgid, batch_id, index)
         return [] if last_attempt else retry
+
+    def settle(
+        self, chunk: dict[str, Any], status: str, errcode: int, errmsg: str, attempt: int
+    ) -> int:
+        """Give every recipient of the chunk not yet final this final status; return how many.
+
+        For when the chunk as a whole cannot go on (the token API refuses the account, a
+        bug): each recipient still ends in a state an operator can see.
+        """
+        batch_id = chunk["batch"]
+        done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
+        rest = [r for r in chunk["recipients"] if r[0] not in done]
+        for index, touser, _ in rest:
+            outcome = Outcome(status, attempt + 1, None, errcode)
+            self._batches.record(batch_id, index, outcome, touser, errmsg)
+        log.error("batch %s: %d recipients %s: errcode %d %s", batch_id, len(rest), status,
+                  errcode, errmsg)  # fmt: skip
+        return len(rest)
 
     def _batch_ready(self, batch_id: str) -> bool:
         """A chunk whose batch record is gone (past its retention) has nobody to report to."""

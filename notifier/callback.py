@@ -6,6 +6,7 @@ import logging
 
 from flask import Blueprint, Response, request
 
+from notifier.batches import split_recipient_id
 from notifier.problems import problem
 from notifier.receipts import CallbackError, parse_xml, receipt_from
 from notifier.services import services
@@ -59,7 +60,11 @@ def event() -> Response:
     if receipt is None:
         return _text("success")
     message_id = svc.state.message_for_msgid(receipt.msgid)
-    if message_id is None:
+    recipient = split_recipient_id(message_id) if message_id else None
+    if recipient is not None:
+        if svc.batches.apply_receipt(*recipient, receipt.status, receipt.reason):
+            log.info("message %s %s (%s)", message_id, receipt.status, receipt.reason)
+    elif message_id is None:
         svc.state.keep_early_receipt(receipt.msgid, receipt.status, receipt.reason)
         log.info("receipt for unknown msgid %d kept for its send", receipt.msgid)
     elif svc.state.record_receipt(message_id, receipt.status, receipt.reason):

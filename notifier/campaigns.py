@@ -22,9 +22,7 @@ def create_batch() -> Response | tuple[Response, int]:
     svc = services()
 
     def answer(batch_id: str) -> dict[str, Any]:
-        summary = svc.batches.summary(batch_id, limit=0)
-        count = summary["count"] if summary else 0
-        return {"batch_id": batch_id, "count": count, "status": "queued"}
+        return {"batch_id": batch_id, "count": svc.batches.count(batch_id) or 0, "status": "queued"}
 
     return accept(svc.settings.max_batch_bytes, _schema, svc.admission.batch, answer)
 

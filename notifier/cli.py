@@ -92,7 +92,7 @@ def fake_wechat(args: tuple[str, ...]) -> None:
     "--smoke", is_flag=True, help="Send one message through the stack, check it, then stop."
 )
 def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bool) -> None:
-    """Run the whole stack locally: Redis, fake WeChat, web, worker, beat and Flower."""
+    """Run the whole stack locally: Redis, fake WeChat, web, both workers, beat and Flower."""
     from notifier.devstack import DevStack, Ports
 
     stack = DevStack(home.resolve(), Ports(web_port, wechat_port, flower_port), echo=click.echo)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import os
 import re
@@ -154,10 +156,18 @@ def _aes_key(raw: str) -> str:
 def _secrets(raw: str) -> tuple[str, ...]:
     secrets = tuple(raw.split())
     for secret in secrets:
-        if not secret.startswith("whsec_") or len(secret) < 16:
+        if not secret.startswith("whsec_") or len(secret) < 16 or not _decodes(secret):
             # Never echo the value: it is a secret even when malformed.
             raise ConfigError("WEBHOOK_SECRET must hold whsec_<base64> secrets, space-separated")
     return secrets
+
+
+def _decodes(secret: str) -> bool:
+    raw = secret.removeprefix("whsec_")
+    try:
+        return bool(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        return False
 
 
 # Exit status for a configuration error; gunicorn's master halts on it instead of respawning.

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import click
 import redis
 
+from notifier.batches import BatchStore, split_recipient_id
 from notifier.bulk import DeferredChunks
 from notifier.config import current
 from notifier.quota import QuotaGate
@@ -24,6 +25,7 @@ class Console:
     replayer: Replayer
     quota: QuotaGate | None
     deferred: DeferredChunks
+    batches: BatchStore
 
 
 def _console() -> Console:
@@ -41,7 +43,8 @@ def _console() -> Console:
     state = MessageState(connection, retention=settings.status_retention)
     quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
     deferred = DeferredChunks(connection, celery_chunk_publisher())
-    return Console(state, Replayer(state, celery_publisher()), quota, deferred)
+    batches = BatchStore(connection, retention=settings.status_retention)
+    return Console(state, Replayer(state, celery_publisher()), quota, deferred, batches)
 
 
 def _where(url: str) -> str:
@@ -59,10 +62,16 @@ def _progress(done: int, total: int) -> None:
 @click.argument("message_id")
 def status(message_id: str) -> None:
     """Show a message's status and history as JSON."""
-    record = _console().state.get(message_id)
-    if record is None:
+    console = _console()
+    recipient = split_recipient_id(message_id)
+    if recipient is not None:
+        view = console.batches.recipient_view(*recipient)
+    else:
+        record = console.state.get(message_id)
+        view = record.as_dict(with_payload=True) if record else None
+    if view is None:
         raise click.ClickException(f"no message {message_id} (unknown, or past its retention)")
-    click.echo(json.dumps(record.as_dict(with_payload=True), ensure_ascii=False, indent=2))
+    click.echo(json.dumps(view, ensure_ascii=False, indent=2))
 
 
 @click.group("dead-letters")

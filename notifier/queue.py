@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 MESSAGES_QUEUE = "notifier.messages"
 CAMPAIGNS_QUEUE = "notifier.campaigns"

@@ -85,11 +85,6 @@ class CallbackVerifier:
             settings.wechat_encoding_aes_key,
         )
 
-    @property
-    def safe_mode(self) -> bool:
-        """True when an EncodingAESKey is configured."""
-        return self._key is not None
-
     def check(self, signature: str, timestamp: str, nonce: str, *extra: str) -> None:
         """Verify `signature` (or `msg_signature`, with the Encrypt text as `extra`).
 

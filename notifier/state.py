@@ -54,10 +54,6 @@ class MessageState:
         """Create the record as the intake accepts a message."""
         self._transition(message_id, QUEUED, {}, pipe=pipe)
 
-    def discard(self, message_id: str) -> None:
-        """Forget a record whose message never reached the broker."""
-        self._redis.delete(self._key(message_id), self._history_key(message_id))
-
     def status(self, message_id: str) -> str | None:
         """Return the current status, or None for an unknown id."""
         value = self._redis.hget(self._key(message_id), "status")

@@ -46,17 +46,7 @@ def message_status(message_id: str) -> Response:
 
 def _recipient_status(message_id: str, batch_id: str, index: int) -> Response:
     """A campaign recipient: its latest outcome (campaigns keep no per-recipient history)."""
-    store = services().batches
-    summary = store.summary(batch_id, limit=0)
-    if summary is None or index >= summary["count"]:
+    view = services().batches.recipient_view(batch_id, index)
+    if view is None:
         return problem(404, f"no message {message_id!r} (unknown, or past its retention)")
-    outcome = store.outcome(batch_id, index)
-    view: dict[str, Any] = {"id": message_id, "batch_id": batch_id}
-    view.update(status="queued", attempts=0)
-    if outcome is not None:
-        view.update(status=outcome.status, attempts=outcome.attempts)
-        if outcome.msgid is not None:
-            view["msgid"] = outcome.msgid
-        if outcome.errcode is not None:
-            view["errcode"] = outcome.errcode
     return jsonify(view)

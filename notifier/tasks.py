@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 from typing import Any
@@ -108,15 +109,42 @@ def resume_deferred() -> int:
     return resumed
 
 
-@shared_task(name=CHUNK_TASK, bind=True, acks_late=True, ignore_result=True,
-             max_retries=_settings.send_max_retries)  # fmt: skip
+class ChunkTask(Task):  # type: ignore[misc]
+    """Settles a chunk's unfinished recipients as `dead` when the chunk fails unexpectedly."""
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+        einfo: Any,
+    ) -> None:  # fmt: skip
+        if not args or isinstance(exc, PermanentError | RetriesExhausted):
+            return  # settled already
+        with contextlib.suppress(redis.RedisError):  # Redis away: the chunk comes back
+            services().bulk.settle(args[0], "dead", UNEXPECTED_ERRCODE, repr(exc)[:200],
+                                   self.request.retries)  # fmt: skip
+
+
+@shared_task(
+    name=CHUNK_TASK,
+    bind=True,
+    base=ChunkTask,
+    acks_late=True,
+    ignore_result=True,
+    max_retries=_settings.send_max_retries,
+    throws=(PermanentError, RetriesExhausted),
+)
 def send_chunk(self: Task, chunk: dict[str, Any]) -> int:
     """Send a campaign chunk; retry only its recipients that failed transiently."""
     retries = self.request.retries
+    bulk = services().bulk
     try:
-        again = services().bulk.deliver(
-            chunk, attempt=retries, last_attempt=retries >= self.max_retries
-        )
+        again = bulk.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
+    except PermanentError as exc:
+        # The account cannot send at all (bad secret, IP not whitelisted): say so for each.
+        bulk.settle(chunk, "failed", exc.errcode, exc.errmsg, retries)
+        raise
+    except TransientError as exc:
+        bulk.settle(chunk, "dead", exc.errcode, exc.errmsg, retries)
+        raise RetriesExhausted(exc.errcode, exc.errmsg) from None
     except redis.RedisError as exc:
         # Lost Redis mid-chunk: recipients already final are skipped on the next run.
         raise self.retry(exc=exc, countdown=random.uniform(1, 5), max_retries=retries + 1) from None

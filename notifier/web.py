@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from notifier import admin, callback, campaigns, intake, logs, status
@@ -72,7 +72,9 @@ def create_app(
     def http_problem(exc: HTTPException) -> Response:
         detail = exc.description or exc.name
         if exc.code == 413:
-            detail = f"body is larger than {settings.max_body_bytes} bytes"
+            batch = request.path.rstrip("/").endswith("/batch")
+            limit = settings.max_batch_bytes if batch else settings.max_body_bytes
+            detail = f"body is larger than {limit} bytes"
         return problem(exc.code or 500, detail)
 
     @app.errorhandler(redis.ConnectionError)

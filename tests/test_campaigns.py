@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from notifier.batches import BatchStore, split_recipient_id
 from notifier.bulk import BulkSender, DeferredChunks
 from notifier.config import Settings
+from notifier.errors import PermanentError, TransientError
 from notifier.queue import CHUNK_SIZE, chunk_payloads
 from notifier.quota import QuotaGate
 from notifier.tokens import TokenStore
@@ -220,3 +221,45 @@ def test_the_daily_quota_parks_the_rest_of_the_chunk(
     released: list[dict[str, Any]] = []
     assert DeferredChunks(redis_client, released.extend).release() == 3
     assert parked.count() == 0 and len(released) == 1
+
+
+@responses.activate
+def test_a_token_the_account_cannot_get_settles_every_recipient_visibly(
+    bulk: BulkSender, store: BatchStore
+) -> None:
+    responses.post(TOKEN, json={"errcode": 40164, "errmsg": "invalid ip, not in whitelist"})
+    with pytest.raises(PermanentError):
+        bulk.deliver(CHUNK, attempt=0, last_attempt=False)
+    assert bulk.settle(CHUNK, "failed", 40164, "invalid ip", 0) == 4
+    summary = store.summary(BATCH_ID)
+    assert (
+        summary is not None
+        and summary["counts"]["failed"] == 4
+        and summary["counts"]["queued"] == 0
+    )
+
+
+@responses.activate
+def test_a_token_api_outage_retries_the_whole_chunk(bulk: BulkSender) -> None:
+    responses.post(TOKEN, status=503)
+    assert [r[0] for r in bulk.deliver(CHUNK, attempt=0, last_attempt=False)] == [0, 1, 2, 3]
+    with pytest.raises(TransientError):
+        bulk.deliver(CHUNK, attempt=8, last_attempt=True)
+
+
+@responses.activate
+def test_a_campaign_receipt_marks_the_recipient_delivered(
+    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+) -> None:
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": 0, "msgid": 777})
+    bulk.deliver({**CHUNK, "recipients": CHUNK["recipients"][:1]}, attempt=0, last_attempt=False)
+    assert redis_client.get("notifier:msgid:777") == f"{BATCH_ID}-0".encode()
+    assert store.apply_receipt(BATCH_ID, 0, "delivered", "success")
+    assert not store.apply_receipt(BATCH_ID, 0, "delivered", "success")
+    summary = store.summary(BATCH_ID)
+    assert (
+        summary is not None
+        and summary["counts"]["delivered"] == 1
+        and summary["counts"]["sent"] == 0
+    )
