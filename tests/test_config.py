@@ -47,6 +47,7 @@ def test_values_are_parsed() -> None:
         ({"PORT": "70000"}, "PORT"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"WEBHOOK_SECRET": "hunter2hunter2hunter2"}, "WEBHOOK_SECRET"),
+        ({"WEBHOOK_SECRET": "whsec_!!!!notbase64!!!!"}, "WEBHOOK_SECRET"),
         (
             {"SEND_RETRY_BACKOFF_MAX": "60", "BROKER_VISIBILITY_TIMEOUT": "90"},
             "BROKER_VISIBILITY_TIMEOUT",
