@@ -39,7 +39,7 @@ class BenchConfig:
     connections: int = 16
     # Several processes of fewer threads: each worker process has one consumer loop,
     # which tops out at a few hundred messages a second on this kind of machine.
-    concurrency: int = 32
+    concurrency: int = 16
     processes: int = 4
     probes: int = 100
 

@@ -200,7 +200,7 @@ _register_operator_commands()
     "--latency-ms", type=float, default=50.0, show_default=True, help="Fake WeChat latency."
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
-@click.option("--concurrency", type=int, default=32, show_default=True, help="Threads per worker.")
+@click.option("--concurrency", type=int, default=16, show_default=True, help="Threads per worker.")
 @click.option("--processes", type=int, default=4, show_default=True, help="Workers per queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
