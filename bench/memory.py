@@ -1,19 +1,18 @@
-"""Redis memory per message through its lifecycle, measured on a private redis-server.
+"""Redis memory per single message through its lifecycle, measured on a private redis-server.
 
 Run: python bench/memory.py [count]
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 from pathlib import Path
 
 import redis
 
-from notifier.idempotency import IdempotencyKeys
-from notifier.queue import new_message_id, task_payload
+from notifier.admission import Admission
+from notifier.queue import MESSAGES_QUEUE
 from notifier.redis_server import RedisServer
 from notifier.state import MessageState
 
@@ -33,25 +32,32 @@ def main(count: int) -> None:
         server = RedisServer(Path(home), appendonly=False).start()
         try:
             client = redis.Redis.from_url(server.url)
+            admission = Admission(client, idempotency_ttl=86400, retention=7 * 86400)
             state = MessageState(client)
-            idem = IdempotencyKeys(client, ttl=86400)
-            ids = [new_message_id() for _ in range(count)]
-            base = used(client)
-            for message_id in ids:
-                idem.reserve(f"msg_{message_id}", b"x" * 200, message_id)
-            after_idem = used(client)
-            for message_id in ids:
-                state.record_queued(message_id)
-            after_queued = used(client)
+            ids = [admission.message(f"msg_{i}", b"%d" % i, MESSAGE).id for i in range(count)]
+            admitted = used(client)
+            client.delete(MESSAGES_QUEUE)  # as if a worker had taken every task
+            envelope = (admitted - used(client)) / count
+            sample = ids[:: max(1, count // 500)]
+
+            def per_message(*patterns: str) -> float:
+                keys = [p.format(id=i) for i in sample for p in patterns]
+                return sum(client.memory_usage(k) or 0 for k in keys) / len(sample)
+
+            record = ("notifier:msg:{id}", "notifier:msg:{id}:history")
+            queued = per_message(*record)
+            idem = sum(client.memory_usage(k) or 0 for k in client.scan_iter("notifier:idem:*"))
             for i, message_id in enumerate(ids):
                 state.record_sent(message_id, 200_000_000 + i)
-            after_sent = used(client)
-            broker_bytes = len(json.dumps(task_payload(ids[0], MESSAGE)))
-            print(f"messages                         {count}")
-            print(f"idempotency key, per message     {(after_idem - base) / count:.0f} B")
-            print(f"status record when queued        {(after_queued - after_idem) / count:.0f} B")
-            print(f"status record once sent          {(after_sent - after_idem) / count:.0f} B")
-            print(f"task payload (JSON, before envelope) {broker_bytes} B")
+            sent = per_message(*record)
+            msgid = sum(client.memory_usage(f"notifier:msgid:{200_000_000 + i}") or 0
+                        for i in range(0, count, max(1, count // 500))) / len(sample)  # fmt: skip
+            print(f"messages: {count} (Redis {client.info('server')['redis_version']})")
+            print(f"task envelope in the queue, while queued      {envelope:.0f} B")
+            print(f"status record and history, while queued       {queued:.0f} B")
+            print(f"status record and history, once sent          {sent:.0f} B")
+            print(f"msgid -> id key for receipts, once sent       {msgid:.0f} B")
+            print(f"idempotency key (kept IDEMPOTENCY_TTL_HOURS)  {idem / count:.0f} B")
         finally:
             server.stop()
 
