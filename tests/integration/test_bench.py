@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 
 def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
@@ -30,3 +31,13 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     assert isinstance(report["redis_bytes_per_recipient"], int | float)
     assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
     assert report["machine"]["cores"] >= 1
+
+
+def test_the_memory_measure_runs_and_reports_each_key() -> None:
+    script = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "200"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for label in ("task envelope", "while queued", "once sent", "msgid", "idempotency key"):
+        assert label in result.stdout, label
