@@ -7,8 +7,7 @@ it has an outcome, it takes one short hash field, and the batch's counters move.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,8 @@ from notifier.state import FINAL
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
-# Set one recipient's outcome and move the batch counters with it, atomically.
+# Set one recipient's outcome and move the batch counters with it, atomically; a sent
+# one also gets its msgid pointed at it (KEYS[4]), so its delivery receipt finds it.
 _SET = """
 local old = redis.call('HGET', KEYS[2], ARGV[1])
 local old_status = old and string.match(old, '^[^|]+') or nil
@@ -35,6 +35,7 @@ if ARGV[3] ~= '' then
 end
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+if KEYS[4] then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4]) end
 return old_status
 """
 
@@ -80,12 +81,10 @@ class BatchStore:
         client: redis.Redis,
         retention: int,
         prefix: str = "notifier",
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._retention = retention
         self._prefix = prefix
-        self._clock = clock
         self._set = client.register_script(_SET)
 
     def state(self, batch_id: str) -> str | None:
@@ -122,12 +121,11 @@ class BatchStore:
                 ensure_ascii=False,
             )
         keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id)]
-        self._set(keys=keys, args=[str(index), outcome.encode(), failure, self._retention])
-
-    def remember_msgid(self, msgid: int, batch_id: str, index: int) -> None:
-        """Point WeChat's msgid at the recipient, so its delivery receipt finds it."""
-        self._redis.set(f"{self._prefix}:msgid:{msgid}", recipient_id(batch_id, index),
-                        ex=self._retention)  # fmt: skip
+        args: list[str | int] = [str(index), outcome.encode(), failure, self._retention]
+        if outcome.status == "sent" and outcome.msgid is not None:
+            keys.append(f"{self._prefix}:msgid:{outcome.msgid}")
+            args.append(recipient_id(batch_id, index))
+        self._set(keys=keys, args=args)
 
     def apply_receipt(self, batch_id: str, index: int, status: str, reason: str) -> bool:
         """Move a sent recipient to delivered or failed; repeated receipts change nothing."""

@@ -116,7 +116,6 @@ class BulkSender:
                 self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
             else:
                 self._batches.record(batch_id, index, Outcome("sent", attempt + 1, msgid))
-                self._batches.remember_msgid(msgid, batch_id, index)
         return [] if last_attempt else retry
 
     def settle(
