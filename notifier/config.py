@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import os
 import re
@@ -12,10 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
-from notifier.errors import ConfigError
-from notifier.ratelimit import parse_rate
+from notifier.errors import ConfigError, SignatureError
+from notifier.ratelimit import RATE, parse_rate
+from notifier.signature import secret_key
 
-_RATE = re.compile(r"^\d+(\.\d+)?/[smh]$")
 _TOKEN_APIS = ("stable", "classic")
 
 
@@ -69,7 +67,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if token_api not in _TOKEN_APIS:
         raise ConfigError(f"WECHAT_TOKEN_API must be 'stable' or 'classic', not {token_api!r}")
     rate = env.get("SEND_RATE_LIMIT", "").strip() or None
-    if rate is not None and not _RATE.match(rate):
+    if rate is not None and not RATE.match(rate):
         raise ConfigError(f"SEND_RATE_LIMIT must look like 200/s, 600/m or 10000/h, not {rate!r}")
     settings = Settings(
         redis_url=env.get("REDIS_URL", "").strip() or Settings.redis_url,
@@ -163,11 +161,11 @@ def _secrets(raw: str) -> tuple[str, ...]:
 
 
 def _decodes(secret: str) -> bool:
-    raw = secret.removeprefix("whsec_")
     try:
-        return bool(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True))
-    except (binascii.Error, ValueError):
+        secret_key(secret)
+    except SignatureError:
         return False
+    return True
 
 
 # Exit status for a configuration error; gunicorn's master halts on it instead of respawning.

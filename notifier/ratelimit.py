@@ -35,7 +35,8 @@ if granted == 0 then wait = (reserve + 1 - tokens) / rate end
 return {granted, tostring(wait)}
 """
 
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
+# A rate as Celery writes one too: a number of sends per second, minute or hour.
+RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -45,7 +46,7 @@ def parse_rate(text: str) -> float:
     Raises:
         ValueError: the text is not of that form, or the rate is not positive.
     """
-    match = _RATE.match(text.strip())
+    match = RATE.match(text.strip())
     if not match or float(match.group(1)) <= 0:
         raise ValueError(f"not a rate like 500/s: {text!r}")
     return float(match.group(1)) / _PER[match.group(2)]
