@@ -25,21 +25,23 @@ from notifier.worker import services
 
 
 class RecordingTask(Task):  # type: ignore[misc]
-    """Records `dead`, with the payload, for any failure the sender did not record itself."""
+    """Records `dead`, with the payload, for any failure the task did not record itself."""
 
     def on_failure(
         self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
         einfo: Any,
     ) -> None:  # fmt: skip
         if isinstance(exc, PermanentError | RetriesExhausted) or not args:
-            return  # the sender already recorded `failed` or `dead`
-        payload = args[0]
+            return  # recorded `failed` or `dead` already
+        # Redis away: the message is unacknowledged and comes back, to be recorded then.
+        with contextlib.suppress(redis.RedisError):
+            self.record_dead(args[0], repr(exc)[:200])
+
+    def record_dead(self, payload: dict[str, Any], errmsg: str) -> None:
+        """Record one message dead unless it already reached a final state."""
         state = services().state
-        try:
-            if state.status(payload["id"]) not in FINAL:
-                state.record_dead(payload["id"], UNEXPECTED_ERRCODE, repr(exc)[:200], payload)
-        except redis.RedisError:
-            pass  # Redis is away: the message is unacknowledged and will come back
+        if state.status(payload["id"]) not in FINAL:
+            state.record_dead(payload["id"], UNEXPECTED_ERRCODE, errmsg, payload)
 
 
 _settings = current()
@@ -109,18 +111,11 @@ def resume_deferred() -> int:
     return resumed
 
 
-class ChunkTask(Task):  # type: ignore[misc]
+class ChunkTask(RecordingTask):
     """Settles a chunk's unfinished recipients as `dead` when the chunk fails unexpectedly."""
 
-    def on_failure(
-        self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
-        einfo: Any,
-    ) -> None:  # fmt: skip
-        if not args or isinstance(exc, PermanentError | RetriesExhausted):
-            return  # settled already
-        with contextlib.suppress(redis.RedisError):  # Redis away: the chunk comes back
-            services().bulk.settle(args[0], "dead", UNEXPECTED_ERRCODE, repr(exc)[:200],
-                                   self.request.retries)  # fmt: skip
+    def record_dead(self, payload: dict[str, Any], errmsg: str) -> None:
+        services().bulk.settle(payload, "dead", UNEXPECTED_ERRCODE, errmsg, self.request.retries)
 
 
 @shared_task(

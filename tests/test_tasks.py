@@ -1,0 +1,54 @@
+"""The tasks' last line of defence: an unexpected failure still ends in a visible state."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+
+from notifier import tasks
+from notifier.errors import PermanentError, RetriesExhausted
+from notifier.state import MessageState
+
+
+class Bulk:
+    def __init__(self) -> None:
+        self.settled: list[tuple[Any, ...]] = []
+
+    def settle(self, *args: Any) -> int:
+        self.settled.append(args)
+        return 1
+
+
+@pytest.fixture
+def services(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    fake = SimpleNamespace(state=MessageState(redis_client), bulk=Bulk())
+    monkeypatch.setattr(tasks, "services", lambda: fake)
+    return fake
+
+
+def test_an_unexpected_failure_of_a_send_records_it_dead(services: SimpleNamespace) -> None:
+    services.state.record_queued("m1")
+    payload = {"id": "m1", "touser": "oU1"}
+    tasks.send_template.on_failure(RuntimeError("boom"), "t1", (payload,), {}, None)
+    record = services.state.get("m1")
+    assert (record.status, record.errcode, record.payload) == ("dead", -1004, payload)
+
+
+def test_expected_endings_and_final_messages_are_left_alone(services: SimpleNamespace) -> None:
+    services.state.record_queued("m1")
+    services.state.record_sent("m1", 7)
+    tasks.send_template.on_failure(RuntimeError("late"), "t1", ({"id": "m1"},), {}, None)
+    tasks.send_template.on_failure(PermanentError(43004, "x"), "t2", ({"id": "m2"},), {}, None)
+    assert services.state.status("m1") == "sent"
+    assert services.state.status("m2") is None
+
+
+def test_an_unexpected_failure_of_a_chunk_settles_its_recipients(services: SimpleNamespace) -> None:
+    chunk = {"batch": "b" * 32, "recipients": [[0, "oU1", None]]}
+    tasks.send_chunk.on_failure(RuntimeError("boom"), "t1", (chunk,), {}, None)
+    tasks.send_chunk.on_failure(RetriesExhausted(-1, "busy"), "t2", (chunk,), {}, None)
+    assert len(services.bulk.settled) == 1
+    assert services.bulk.settled[0][:3] == (chunk, "dead", -1004)
