@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -19,13 +18,14 @@ import requests
 
 from notifier.client import NotifierClient, template_message
 from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child
+from notifier.measures import machine
 from notifier.measures import ok as _ok
 from notifier.measures import peak_mb as _peak_mb
 from notifier.measures import peak_mb_pid as _peak_mb_pid
 from notifier.measures import percentile as _pct
 from notifier.measures import wait as _wait
 from notifier.redis_server import RedisServer, free_port
-from notifier.signature import new_secret, signed_headers
+from notifier.signature import new_secret
 
 
 @dataclass(frozen=True)
@@ -144,25 +144,36 @@ class Bench:
         self.redis.stop()
 
     # Phases ---------------------------------------------------------------------
+    def fake_capacity(self) -> None:
+        """The fake WeChat alone, so nobody mistakes it for the limit of what follows."""
+        grant = {"grant_type": "client_credential", "appid": DEV_APP_ID, "secret": DEV_APP_SECRET}
+        token = requests.post(f"{self.wechat}/cgi-bin/stable_token", json=grant, timeout=5).json()
+        url = f"{self.wechat}/cgi-bin/message/template/send?access_token={token['access_token']}"
+        rate = self._load(url, ["--wechat", "--connections", "256"])
+        self.results["fake_sends_per_s"] = rate
+        self.echo(f"fake WeChat alone: {rate:.0f} sends/s with 256 connections")
+
+    def _load(self, url: str, extra: list[str]) -> float:
+        args = [
+            sys.executable,
+            "-m",
+            "notifier.loadgen",
+            url,
+            "--seconds",
+            str(self.config.seconds),
+        ]
+        out = subprocess.run([*args, *extra], capture_output=True, text=True, check=True)
+        return float(json.loads(out.stdout)["rate"])
+
     def ingest(self) -> None:
         """Signed intake against a trivial endpoint of the same server, in alternation."""
         rates: dict[str, list[float]] = {"trivial": [], "signed": []}
         for kind in ("trivial", "signed", "trivial", "signed"):
             url = f"{self.web}/healthz" if kind == "trivial" else f"{self.web}/v1/messages"
-            args = [
-                sys.executable,
-                "-m",
-                "notifier.loadgen",
-                url,
-                "--seconds",
-                str(self.config.seconds),
-                "--connections",
-                str(self.config.connections),
-            ]
+            extra = ["--connections", str(self.config.connections)]
             if kind == "signed":
-                args += ["--signed", self.secret]
-            out = subprocess.run(args, capture_output=True, text=True, check=True, env=self.env())
-            rates[kind].append(json.loads(out.stdout)["rate"])
+                extra += ["--signed", self.secret]
+            rates[kind].append(self._load(url, extra))
         trivial, signed = max(rates["trivial"]), max(rates["signed"])
         self.results.update(
             ingest_trivial_rps=trivial, ingest_signed_rps=signed, ingest_ratio=signed / trivial
@@ -230,39 +241,25 @@ class Bench:
         self.results["peak_rss_mb"] = peaks
 
     def machine(self) -> None:
-        self.results["machine"] = {
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-            "redis": self._redis().info("server")["redis_version"],
-            "platform": platform.platform(),
-        }
+        self.results["machine"] = machine(self._redis())
 
     # Helpers --------------------------------------------------------------------
     def _redis(self) -> redis.Redis:
         return redis.Redis.from_url(self.redis.url)
 
     def _post_campaign(self, count: int, prefix: str) -> int:
-        posted = 0
-        while posted < count:
-            size = min(10_000, count - posted)
-            people = [{"touser": f"o{prefix}{posted + i:010d}"} for i in range(size)]
-            body = json.dumps(
-                {
-                    "template_id": "TPL_BULK",
-                    "data": {"thing1": {"value": "sale"}},
-                    "recipients": people,
-                }
-            ).encode()
-            headers = {
-                **signed_headers(self.secret, f"b_{prefix}_{posted}", body),
-                "Content-Type": "application/json",
+        client = NotifierClient(self.web, self.secret)
+        for start in range(0, count, 10_000):
+            people = [
+                {"touser": f"o{prefix}{i:010d}"} for i in range(start, min(count, start + 10_000))
+            ]
+            batch = {
+                "template_id": "TPL_BULK",
+                "data": {"thing1": {"value": "sale"}},
+                "recipients": people,
             }
-            response = requests.post(
-                f"{self.web}/v1/messages/batch", data=body, headers=headers, timeout=60
-            )
-            response.raise_for_status()
-            posted += size
-        return posted
+            client.post_batch(batch, webhook_id=f"b_{prefix}_{start}").raise_for_status()
+        return count
 
     def _delivered_count(self) -> int:
         return int(requests.get(f"{self.wechat}/_fake/stats", timeout=10).json()["delivered"])
@@ -287,6 +284,7 @@ def run(home: Path, config: BenchConfig, echo: Callable[[str], None] = print) ->
     try:
         bench.start()
         bench.machine()
+        bench.fake_capacity()
         bench.ingest()
         bench.single()
         bench.bulk()

@@ -23,11 +23,22 @@ class NotifierClient:
         self, message: dict[str, Any], webhook_id: str | None = None, timeout: float = 10
     ) -> requests.Response:
         """Sign and POST one message to /v1/messages; return the raw response."""
-        body = json.dumps(message, separators=(",", ":")).encode()
+        return self._post("/v1/messages", message, webhook_id, timeout)
+
+    def post_batch(
+        self, batch: dict[str, Any], webhook_id: str | None = None, timeout: float = 60
+    ) -> requests.Response:
+        """Sign and POST one campaign to /v1/messages/batch; return the raw response."""
+        return self._post("/v1/messages/batch", batch, webhook_id, timeout)
+
+    def _post(
+        self, path: str, document: dict[str, Any], webhook_id: str | None, timeout: float
+    ) -> requests.Response:
+        body = json.dumps(document, separators=(",", ":")).encode()
         headers = signed_headers(self._secret, webhook_id or f"msg_{uuid.uuid4().hex}", body)
         headers["Content-Type"] = "application/json"
         return self._session.post(
-            f"{self.base_url}/v1/messages", data=body, headers=headers, timeout=timeout
+            f"{self.base_url}{path}", data=body, headers=headers, timeout=timeout
         )
 
 

@@ -1,6 +1,6 @@
 """An HTTP load generator that runs as its own process, so load and server don't share a GIL.
 
-Usage: python -m notifier.loadgen URL --seconds 5 --connections 16 [--signed SECRET]
+Usage: python -m notifier.loadgen URL --seconds 5 --connections 16 [--signed SECRET | --wechat]
 Prints one JSON line: {"requests": n, "seconds": s, "rate": n/s, "errors": e}.
 """
 
@@ -26,8 +26,17 @@ BODY = json.dumps(
 ).encode()
 
 
-def _requests(secret: str | None, count: int) -> list[tuple[str, bytes | None, dict[str, str]]]:
+def _requests(
+    secret: str | None, count: int, wechat: bool = False
+) -> list[tuple[str, bytes | None, dict[str, str]]]:
     """Pre-built requests, signed in advance so the generator measures the server, not HMAC."""
+    if wechat:  # template sends straight to a (fake) WeChat, each with its own client_msg_id
+        message = json.loads(BODY)
+        return [
+            ("POST", json.dumps({**message, "client_msg_id": uuid.uuid4().hex}).encode(),
+             {"Content-Type": "application/json"})
+            for _ in range(count)
+        ]  # fmt: skip
     if secret is None:
         return [("GET", None, {})] * count
     built: list[tuple[str, bytes | None, dict[str, str]]] = []
@@ -38,10 +47,13 @@ def _requests(secret: str | None, count: int) -> list[tuple[str, bytes | None, d
     return built
 
 
-def run(url: str, seconds: float, connections: int, secret: str | None) -> dict[str, float]:
+def run(
+    url: str, seconds: float, connections: int, secret: str | None, wechat: bool = False
+) -> dict[str, float]:
     """Drive `url` with keep-alive connections for `seconds`; return counts and the rate."""
     parts = urlsplit(url)
-    per_connection = _requests(secret, 20000 if secret else 1)
+    target = f"{parts.path}?{parts.query}" if parts.query else parts.path
+    per_connection = _requests(secret, 20000 if secret or wechat else 1, wechat)
     counts = [0] * connections
     errors = [0] * connections
     deadline = time.monotonic() + seconds
@@ -53,7 +65,7 @@ def run(url: str, seconds: float, connections: int, secret: str | None) -> dict[
             method, body, headers = per_connection[position % len(per_connection)]
             position += connections
             try:
-                conn.request(method, parts.path, body=body, headers=headers)
+                conn.request(method, target, body=body, headers=headers)
                 response = conn.getresponse()
                 response.read()
                 if response.status >= 400:
@@ -83,8 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--signed", metavar="SECRET", default=None)
+    parser.add_argument("--wechat", action="store_true", help="URL is a template/send endpoint")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.url, args.seconds, args.connections, args.signed)), flush=True)
+    result = run(args.url, args.seconds, args.connections, args.signed, args.wechat)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import redis
 import requests
 
 from notifier.devstack import Child
@@ -51,3 +54,13 @@ def peak_mb_pid(pid: int) -> float:
                 if line.startswith("VmHWM:"):
                     total += int(line.split()[1])
     return round(total / 1024, 1)
+
+
+def machine(client: redis.Redis) -> dict[str, object]:
+    """What the numbers were measured on: cores, Python, Redis, platform."""
+    return {
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "redis": client.info("server")["redis_version"],
+        "platform": platform.platform(),
+    }

@@ -8,6 +8,7 @@ from notifier.bench import BenchConfig
 
 # (key, label, format, target, True when higher is better)
 ROWS = [
+    ("fake_sends_per_s", "fake WeChat alone, sends/s (256 connections)", "{:.0f}", None, True),
     ("ingest_signed_rps", "signed ingest, requests/s", "{:.0f}", None, True),
     ("ingest_trivial_rps", "trivial endpoint, same server, requests/s", "{:.0f}", None, True),
     ("ingest_ratio", "ingest ÷ trivial", "{:.2f}", 0.5, True),

@@ -18,6 +18,7 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     for key in (
+        "fake_sends_per_s",
         "ingest_signed_rps",
         "ingest_trivial_rps",
         "ingest_ratio",

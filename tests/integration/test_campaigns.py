@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from notifier.signature import signed_headers
 from tests.integration.conftest import Stack, wait_for
 
 TOKEN = "integration-api-token-0001"
@@ -29,10 +26,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def post_batch(stack: Stack, batch: dict[str, Any]) -> requests.Response:
-    body = json.dumps(batch).encode()
-    headers = signed_headers(stack.secret, f"msg_{uuid.uuid4().hex}", body)
-    headers["Content-Type"] = "application/json"
-    return requests.post(f"{stack.web}/v1/messages/batch", data=body, headers=headers, timeout=30)
+    return stack.client().post_batch(batch)
 
 
 def batch_status(stack: Stack, batch_id: str) -> dict[str, Any]:
