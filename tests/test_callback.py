@@ -43,6 +43,16 @@ def signed_query(*extra: str, base: dict[str, str] | None = None) -> dict[str, s
     return {**q, "signature": sha1_signature(TOKEN, q["timestamp"], q["nonce"], *extra)}
 
 
+def safe_mode_query(encrypted: str) -> dict[str, str]:
+    """The query of a safe-mode push: both signatures over one timestamp and nonce."""
+    base = query()
+    return {
+        **signed_query(base=base),
+        "encrypt_type": "aes",
+        "msg_signature": signed_query(encrypted, base=base)["signature"],
+    }
+
+
 @pytest.fixture
 def state(redis_client: redis.Redis) -> MessageState:
     state = MessageState(redis_client)
@@ -109,12 +119,7 @@ def test_a_safe_mode_receipt_is_decrypted(client: FlaskClient, state: MessageSta
     sealer = CallbackVerifier(TOKEN, "wx_test_app", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_test_app")
     body = f"<xml><ToUserName>gh_1</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-    base = query()
-    params = {
-        **signed_query(base=base),
-        "encrypt_type": "aes",
-        "msg_signature": signed_query(encrypted, base=base)["signature"],
-    }
+    params = safe_mode_query(encrypted)
     response = client.post("/wechat/callback", query_string=params, data=body)
     assert (response.status_code, response.text) == (200, "success")
     assert state.status("m1") == "delivered"
@@ -126,12 +131,7 @@ def test_a_safe_mode_receipt_for_another_app_is_refused(
     sealer = CallbackVerifier(TOKEN, "wx_other", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_other")
     body = f"<xml><Encrypt>{encrypted}</Encrypt></xml>"
-    base = query()
-    params = {
-        **signed_query(base=base),
-        "encrypt_type": "aes",
-        "msg_signature": signed_query(encrypted, base=base)["signature"],
-    }
+    params = safe_mode_query(encrypted)
     assert client.post("/wechat/callback", query_string=params, data=body).status_code == 400
     assert state.status("m1") == "sent"
 
