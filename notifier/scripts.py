@@ -15,6 +15,19 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return {attempts, status or ''}
 """
 
+# Records an accepted send in one round trip: status, msgid and its reverse mapping,
+# the claim released, the payload dropped. Returns a receipt that arrived early, if any.
+RECORD_SENT = """
+redis.call('DEL', KEYS[3])
+redis.call('HSET', KEYS[1], 'status', 'sent', 'updated', ARGV[1], 'msgid', ARGV[2])
+redis.call('HDEL', KEYS[1], 'errcode', 'errmsg', 'payload')
+redis.call('RPUSH', KEYS[2], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[4])
+redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
+return redis.call('GETDEL', KEYS[5])
+"""
+
 # Applies a delivery receipt unless one already was: check and write in one step.
 RECEIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')

@@ -10,7 +10,7 @@ from typing import Any
 import redis
 
 from notifier.record import MessageRecord, iso
-from notifier.scripts import BEGIN, RECEIPT, REQUEUE
+from notifier.scripts import BEGIN, RECEIPT, RECORD_SENT, REQUEUE
 
 __all__ = ["MessageRecord", "MessageState", "iso"]
 
@@ -49,6 +49,7 @@ class MessageState:
         self._requeue = client.register_script(REQUEUE)
         self._receipt = client.register_script(RECEIPT)
         self._begin = client.register_script(BEGIN)
+        self._sent = client.register_script(RECORD_SENT)
 
     def record_queued(self, message_id: str, pipe: Any = None) -> None:
         """Create the record as the intake accepts a message."""
@@ -72,13 +73,17 @@ class MessageState:
 
     def record_sent(self, message_id: str, msgid: int) -> None:
         """Mark the message accepted by WeChat, remember its msgid, and release its claim."""
-        pipe = self._redis.pipeline()
-        pipe.delete(f"{self._key(message_id)}:claim")
-        self._transition(message_id, SENT, {"msgid": msgid}, clear=("errcode", "errmsg"), pipe=pipe)
-        pipe.hdel(self._key(message_id), "payload")
-        pipe.set(self.msgid_key(msgid), message_id, ex=self._retention)
-        pipe.getdel(self.early_receipt_key(msgid))
-        early = pipe.execute()[-1]
+        now = round(self._clock(), 3)
+        key = self._key(message_id)
+        keys = [
+            key,
+            self._history_key(message_id),
+            f"{key}:claim",
+            self.msgid_key(msgid),
+            self.early_receipt_key(msgid),
+        ]
+        entry = json.dumps({"status": SENT, "at": now}, separators=(",", ":"))
+        early = self._sent(keys=keys, args=[now, msgid, entry, self._retention, message_id])
         if early:
             # WeChat's receipt outran our own bookkeeping; apply it now.
             status, _, reason = early.decode().partition("|")

@@ -140,3 +140,26 @@ def test_a_bad_secret_is_an_account_error() -> None:
     )
     with pytest.raises(AccountError):
         client().fetch_token()
+
+
+@responses.activate
+def test_the_body_is_utf8_json_so_chinese_text_is_sent_as_is() -> None:
+    responses.post(SEND, json={"errcode": 0, "msgid": 1})
+    client().send_template("tok", {**BODY, "data": {"thing1": {"value": "订单已发货"}}})
+    sent = responses.calls[0].request
+    assert "订单已发货".encode() in sent.body
+    assert sent.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert int(sent.headers["Content-Length"]) == len(sent.body)
+
+
+def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress.internal:3128")
+    proxied = client()
+    monkeypatch.delenv("HTTPS_PROXY")
+    with responses.RequestsMock() as mock:
+        mock.post(SEND, json={"errcode": 0, "msgid": 1})
+        proxied.send_template("tok", BODY)
+        # Read when the client was made: the environment is not consulted on every send.
+        assert mock.calls[0].request.req_kwargs["proxies"] == {
+            "https": "http://egress.internal:3128"
+        }
