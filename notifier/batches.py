@@ -18,25 +18,33 @@ from notifier.state import FINAL
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
-# Set one recipient's outcome and move the batch counters with it, atomically; a sent
-# one also gets its msgid pointed at it (KEYS[4]), so its delivery receipt finds it.
-_SET = """
-local old = redis.call('HGET', KEYS[2], ARGV[1])
-local old_status = old and string.match(old, '^[^|]+') or nil
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-local new_status = string.match(ARGV[2], '^[^|]+')
-if old_status ~= new_status then
-  if old_status then redis.call('HINCRBY', KEYS[1], 'n:' .. old_status, -1) end
-  redis.call('HINCRBY', KEYS[1], 'n:' .. new_status, 1)
+# Set the outcomes of several recipients and move the batch counters with them, in one
+# atomic step. ARGV[1] is the retention; then five per recipient: its field, its encoded
+# outcome, its failure entry (or ''), and for a sent one the position in KEYS of its
+# msgid key (or 0) with the recipient id to point it at, so its delivery receipt finds it.
+_SET_MANY = """
+local ttl = ARGV[1]
+local moves = {}
+for i = 2, #ARGV, 5 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  local old_status = old and string.match(old, '^[^|]+') or nil
+  local new_status = string.match(ARGV[i + 1], '^[^|]+')
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  if old_status ~= new_status then
+    if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
+    moves[new_status] = (moves[new_status] or 0) + 1
+  end
+  if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
+  local k = tonumber(ARGV[i + 3])
+  if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
 end
-if ARGV[3] ~= '' then
-  redis.call('RPUSH', KEYS[3], ARGV[3])
-  redis.call('EXPIRE', KEYS[3], ARGV[4])
+for status, n in pairs(moves) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
 end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-if KEYS[4] then redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4]) end
-return old_status
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[1], ttl)
+return 1
 """
 
 
@@ -73,6 +81,16 @@ class Outcome:
         )
 
 
+@dataclass(frozen=True)
+class Settled:
+    """One recipient's outcome, waiting to be written with others of its chunk."""
+
+    index: int
+    outcome: Outcome
+    touser: str = ""
+    errmsg: str = ""
+
+
 class BatchStore:
     """Reads and writes batches, their counters and their recipients' outcomes."""
 
@@ -85,7 +103,7 @@ class BatchStore:
         self._redis = client
         self._retention = retention
         self._prefix = prefix
-        self._set = client.register_script(_SET)
+        self._set_many = client.register_script(_SET_MANY)
 
     def state(self, batch_id: str) -> str | None:
         """The batch's state, or None when it is unknown (or expired)."""
@@ -108,24 +126,35 @@ class BatchStore:
         self, batch_id: str, index: int, outcome: Outcome, touser: str = "", errmsg: str = ""
     ) -> None:
         """Store a recipient's outcome; failures also go on the batch's failure list."""
-        failure = ""
-        if outcome.status in ("failed", "dead"):
-            failure = json.dumps(
-                {
-                    "id": recipient_id(batch_id, index),
-                    "touser": touser,
-                    "status": outcome.status,
-                    "errcode": outcome.errcode,
-                    "errmsg": errmsg,
-                },
-                ensure_ascii=False,
-            )
+        self.record_many(batch_id, [Settled(index, outcome, touser, errmsg)])
+
+    def record_many(self, batch_id: str, settled: list[Settled]) -> None:
+        """Store the outcomes of several recipients of a batch in one round trip."""
+        if not settled:
+            return
         keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id)]
-        args: list[str | int] = [str(index), outcome.encode(), failure, self._retention]
-        if outcome.status == "sent" and outcome.msgid is not None:
-            keys.append(f"{self._prefix}:msgid:{outcome.msgid}")
-            args.append(recipient_id(batch_id, index))
-        self._set(keys=keys, args=args)
+        args: list[str | int] = [self._retention]
+        for item in settled:
+            outcome, msgid_at, rid = item.outcome, 0, ""
+            if outcome.status == "sent" and outcome.msgid is not None:
+                keys.append(f"{self._prefix}:msgid:{outcome.msgid}")
+                msgid_at, rid = len(keys), recipient_id(batch_id, item.index)
+            failure = self._failure(batch_id, item)
+            args += [str(item.index), outcome.encode(), failure, msgid_at, rid]
+        self._set_many(keys=keys, args=args)
+
+    def _failure(self, batch_id: str, item: Settled) -> str:
+        """The failure list's entry for a failed or dead recipient; '' for any other."""
+        if item.outcome.status not in ("failed", "dead"):
+            return ""
+        entry = {
+            "id": recipient_id(batch_id, item.index),
+            "touser": item.touser,
+            "status": item.outcome.status,
+            "errcode": item.outcome.errcode,
+            "errmsg": item.errmsg,
+        }
+        return json.dumps(entry, ensure_ascii=False)
 
     def apply_receipt(self, batch_id: str, index: int, status: str, reason: str) -> bool:
         """Move a sent recipient to delivered or failed; repeated receipts change nothing."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import redis
 
-from notifier.batches import BatchStore, Outcome, recipient_id
+from notifier.batches import BatchStore, Outcome, Settled, recipient_id
 from notifier.errors import DailyQuotaError, PermanentError, TokenError, TransientError
 from notifier.queue import PublishMany
 from notifier.quota import QuotaGate
@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 # single messages, so a campaign never starves the one-off message someone waits for.
 PERMIT_BATCH = 10
 SINGLES_RESERVE = 0.1
+# Outcomes are written every this many recipients (and when the chunk ends), in one
+# round trip. A worker that dies in between leaves at most this many sent recipients
+# unrecorded; the chunk comes back and resends them with the same client_msg_id,
+# which WeChat de-duplicates, so nobody sees a message twice.
+RECORD_EVERY = 20
 
 Recipient = list[Any]  # [index, touser, own data or None]
 
@@ -98,24 +103,31 @@ class BulkSender:
                 raise
             return todo  # WeChat's token API is down: the whole chunk tries again later
         retry: list[Recipient] = []
-        for position, recipient in enumerate(todo):
-            index, touser = recipient[0], recipient[1]
-            try:
-                token, msgid = self._send(token, self._body(chunk, recipient))
-            except TransientError as exc:
-                status = "dead" if last_attempt else "retrying"
-                outcome = Outcome(status, attempt + 1, None, exc.errcode)
-                self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
-                retry.append(recipient)
-            except DailyQuotaError as exc:
-                self._quota.pause(exc.errmsg)
-                self._defer(chunk, todo[position:], attempt)
-                break
-            except PermanentError as exc:
-                outcome = Outcome("failed", attempt + 1, None, exc.errcode)
-                self._batches.record(batch_id, index, outcome, touser, exc.errmsg)
-            else:
-                self._batches.record(batch_id, index, Outcome("sent", attempt + 1, msgid))
+        settled: list[Settled] = []
+        try:
+            for position, recipient in enumerate(todo):
+                index, touser = recipient[0], recipient[1]
+                try:
+                    token, msgid = self._send(token, self._body(chunk, recipient))
+                except TransientError as exc:
+                    status = "dead" if last_attempt else "retrying"
+                    outcome = Outcome(status, attempt + 1, None, exc.errcode)
+                    settled.append(Settled(index, outcome, touser, exc.errmsg))
+                    retry.append(recipient)
+                except DailyQuotaError as exc:
+                    self._quota.pause(exc.errmsg)
+                    self._record(batch_id, settled)
+                    self._defer(chunk, todo[position:], attempt)
+                    break
+                except PermanentError as exc:
+                    outcome = Outcome("failed", attempt + 1, None, exc.errcode)
+                    settled.append(Settled(index, outcome, touser, exc.errmsg))
+                else:
+                    settled.append(Settled(index, Outcome("sent", attempt + 1, msgid)))
+                if len(settled) >= RECORD_EVERY:
+                    self._record(batch_id, settled)
+        finally:
+            self._record(batch_id, settled)
         return [] if last_attempt else retry
 
     def settle(
@@ -129,12 +141,17 @@ class BulkSender:
         batch_id = chunk["batch"]
         done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
         rest = [r for r in chunk["recipients"] if r[0] not in done]
-        for index, touser, _ in rest:
-            outcome = Outcome(status, attempt + 1, None, errcode)
-            self._batches.record(batch_id, index, outcome, touser, errmsg)
+        outcome = Outcome(status, attempt + 1, None, errcode)
+        settled = [Settled(index, outcome, touser, errmsg) for index, touser, _ in rest]
+        self._batches.record_many(batch_id, settled)
         log.error("batch %s: %d recipients %s: errcode %d %s", batch_id, len(rest), status,
                   errcode, errmsg)  # fmt: skip
         return len(rest)
+
+    def _record(self, batch_id: str, settled: list[Settled]) -> None:
+        """Write the outcomes gathered so far and start gathering anew."""
+        self._batches.record_many(batch_id, settled)
+        settled.clear()
 
     def _batch_ready(self, batch_id: str) -> bool:
         """A chunk whose batch record is gone (past its retention) has nobody to report to."""
@@ -181,10 +198,8 @@ class BulkSender:
         """Park the rest of the chunk until the quota resets; each recipient shows `deferred`."""
         if not todo:
             return
-        for recipient in todo:
-            self._batches.record(
-                chunk["batch"], recipient[0], Outcome("deferred", attempt, None, 45009)
-            )
+        outcome = Outcome("deferred", attempt, None, 45009)
+        self._batches.record_many(chunk["batch"], [Settled(r[0], outcome) for r in todo])
         self._deferred.park({**chunk, "recipients": todo})
         log.warning(
             "batch %s: %d recipients deferred by the daily quota", chunk["batch"], len(todo)

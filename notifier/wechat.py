@@ -155,7 +155,7 @@ class WeChatClient:
             # A 404 or 403 means WECHAT_API_BASE points somewhere that is not WeChat.
             raise AccountError(HTTP_ERRCODE, f"HTTP {response.status_code} from {path}")
         try:
-            answer = response.json()
+            answer = json.loads(response.content)  # bytes: no charset guessing
         except ValueError:
             raise TransientError(BAD_ANSWER_ERRCODE, f"answer from {path} is not JSON") from None
         if not isinstance(answer, dict):
