@@ -19,6 +19,10 @@ broker_transport_options = {
     # after a crash is de-duplicated, and above twice the retry backoff cap, so a
     # retry waiting for its countdown is never redelivered.
     "visibility_timeout": _settings.visibility_timeout,
+    # Look for such messages every 10 s. kombu's default scans only every tenth look
+    # (every 100 s), which would stretch a crash's redelivery past WeChat's window.
+    "unacked_restore_interval": 10,
+    "unacked_restore_throttle": 1,
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     "socket_keepalive": True,

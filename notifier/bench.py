@@ -40,6 +40,8 @@ class BenchConfig:
     # Several processes of fewer threads: each worker process has one consumer loop,
     # which tops out at a few hundred messages a second on this kind of machine.
     concurrency: int = 16
+    # Campaign workers run gevent, as the Procfile's do: many sends in flight, little CPU.
+    bulk_concurrency: int = 100
     processes: int = 4
     probes: int = 100
 
@@ -114,6 +116,12 @@ class Bench:
             self._worker_process(name if n == 0 else f"{name}{n + 1}", queue)
 
     def _worker_process(self, name: str, queue: str) -> None:
+        # The pools the Procfile gives each queue.
+        if queue == "notifier.campaigns":
+            pool = ["--pool", "gevent", "--concurrency", str(self.config.bulk_concurrency)]
+            pool += ["--prefetch-multiplier", "1"]
+        else:
+            pool = ["--pool", "threads", "--concurrency", str(self.config.concurrency)]
         self.spawn(
             name,
             [
@@ -123,10 +131,7 @@ class Bench:
                 "-A",
                 "notifier.celery_app",
                 "worker",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(self.config.concurrency),
+                *pool,
                 "--queues",
                 queue,
                 "--hostname",

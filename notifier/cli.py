@@ -200,7 +200,16 @@ _register_operator_commands()
     "--latency-ms", type=float, default=50.0, show_default=True, help="Fake WeChat latency."
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
-@click.option("--concurrency", type=int, default=16, show_default=True, help="Threads per worker.")
+@click.option(
+    "--concurrency", type=int, default=16, show_default=True, help="Threads per message worker."
+)
+@click.option(
+    "--bulk-concurrency",
+    type=int,
+    default=100,
+    show_default=True,
+    help="Greenlets per campaign worker.",
+)
 @click.option("--processes", type=int, default=4, show_default=True, help="Workers per queue.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
@@ -210,6 +219,7 @@ def bench(
     latency_ms: float,
     seconds: float,
     concurrency: int,
+    bulk_concurrency: int,
     processes: int,
     as_json: bool,
     smoke: bool,
@@ -228,12 +238,19 @@ def bench(
             seconds=0.5,
             connections=2,
             concurrency=8,
+            bulk_concurrency=8,
             probes=5,
             processes=1,
         )
     else:
         config = BenchConfig(
-            messages, recipients, latency_ms, seconds, concurrency=concurrency, processes=processes
+            messages,
+            recipients,
+            latency_ms,
+            seconds,
+            concurrency=concurrency,
+            bulk_concurrency=bulk_concurrency,
+            processes=processes,
         )
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:
         results = run(Path(home), config, echo=lambda line: click.echo(line, err=True))

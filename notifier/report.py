@@ -42,7 +42,8 @@ def table(results: dict[str, Any], config: BenchConfig) -> str:
         f"Machine: {machine.get('cores')} cores, Python {machine.get('python')}, "
         f"Redis {machine.get('redis')}, {machine.get('platform')}. Fake WeChat latency "
         f"{config.latency_ms:g} ms; {config.messages} single messages, {config.recipients} "
-        f"campaign recipients, {config.processes} worker processes per queue of "
-        f"{config.concurrency} threads each."
+        f"campaign recipients, {config.processes} worker processes per queue: "
+        f"{config.concurrency} threads each for single messages, "
+        f"{config.bulk_concurrency} greenlets each for campaigns."
     )
     return "\n".join(lines)

@@ -53,7 +53,8 @@ class WeChatClient:
     CPU than the send itself. Proxies are read from the environment once, here.
     """
 
-    def __init__(self, credentials: Credentials, pool_size: int = 64) -> None:
+    # Room for every thread or greenlet of a worker; connections are opened only as needed.
+    def __init__(self, credentials: Credentials, pool_size: int = 256) -> None:
         self._cred = credentials
         self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._proxies = get_environ_proxies(credentials.api_base)

@@ -39,8 +39,11 @@ class Process:
         self.name, self.args, self.env = name, args, env
         self.log_path = logs / f"{name}.log"
         self.popen: subprocess.Popen[bytes] | None = None
+        self.offset = 0
 
     def start(self) -> Process:
+        # The log is appended to across restarts; this run's output starts here.
+        self.offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(self.args, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -48,6 +51,12 @@ class Process:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def latest(self) -> str:
+        """The output of the current run only."""
+        with self.log_path.open("rb") as log:
+            log.seek(self.offset)
+            return log.read().decode(errors="replace")
 
     def stop(self, kill: bool = False) -> None:
         if self.popen and self.popen.poll() is None:
@@ -112,13 +121,15 @@ class Stack:
         self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
     def start_worker(self, name: str = "worker", queue: str = "notifier.messages") -> Process:
+        # As the Procfile runs them: threads for single messages, gevent for campaigns.
+        pool = "gevent" if queue == "notifier.campaigns" else "threads"
         process = self.spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", "threads",
+            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", pool,
              "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
         )  # fmt: skip
-        wait_for(lambda: " ready." in process.output(), what=f"{name} to be ready")
+        wait_for(lambda: " ready." in process.latest(), what=f"{name} to be ready")
         return process
 
     def stop(self) -> None:

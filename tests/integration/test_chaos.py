@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 
 from tests.integration.conftest import Stack, wait_for
@@ -107,6 +108,38 @@ def test_a_misbehaving_wechat_still_delivers_each_message_once(stack: Stack) -> 
     stack.fake("POST", "/_fake/invalidate-token")
     second = post_many(stack, 30, "Flaky2")
     assert_each_sent_once(stack, first + second, timeout=90)
+
+
+def test_a_campaign_worker_killed_mid_chunk_loses_and_duplicates_nothing(stack: Stack) -> None:
+    # Slow sends keep both chunks part-way through when the worker dies; its last
+    # sends are not yet recorded, so the chunks come back and resend them.
+    stack.fake("POST", "/_fake/faults", {"delay_ms": 150, "times": 60})
+    bulk = stack.start_worker("bulk", queue="notifier.campaigns")
+    people = [{"touser": f"oChaosBulk{i:05d}"} for i in range(200)]
+    response = stack.client().post_batch(
+        {"template_id": "TPL_KILL", "data": {"thing1": {"value": "x"}}, "recipients": people}
+    )
+    assert response.status_code == 202, response.text
+    batch_id = response.json()["batch_id"]
+    ids = [f"{batch_id}-{i}" for i in range(200)]
+    wait_for(lambda: sum(stack.deliveries_of(ids).values()) >= 30, 30, "part of it sent")
+    bulk.stop(kill=True)
+    assert sum(stack.deliveries_of(ids).values()) < len(ids), "the campaign finished too soon"
+    stack.start_worker("bulk", queue="notifier.campaigns")
+    try:
+        counts = stack.wait_delivered(ids, timeout=120)
+        assert set(counts.values()) == {1}, {i: n for i, n in counts.items() if n != 1}
+        wait_for(lambda: sent_count(stack, batch_id) == len(ids), 30, "every outcome recorded")
+    finally:
+        stack.processes["bulk"].stop()
+
+
+def sent_count(stack: Stack, batch_id: str) -> int:
+    client = redis.Redis.from_url(stack.redis.url)
+    try:
+        return int(client.hget(f"notifier:batch:{batch_id}", "n:sent") or 0)
+    finally:
+        client.close()
 
 
 def test_a_message_that_never_gets_through_ends_dead_after_its_retry_budget(stack: Stack) -> None:
