@@ -267,6 +267,32 @@ def test_invisible_line_breaks_and_bidi_overrides_are_refused(
     assert client.post("/v1/messages", **signed(json.dumps(message).encode())).status_code == 400
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ({"value": "x" * 201}, "at most 200 characters"),
+        ({"value": 5}, "must be a string"),
+        ({"value": "v", "color": "#f00"}, "with one key"),
+        ("just text", "with one key"),
+        ({"value": "a\x00b"}, "control characters"),
+    ],
+)
+def test_each_template_field_is_one_short_printable_string(
+    client: FlaskClient, value: object, problem: str
+) -> None:
+    message = {**GOOD, "data": {"thing1": value}}
+    response = client.post("/v1/messages", **signed(json.dumps(message).encode()))
+    assert response.status_code == 400
+    assert problem in json.dumps(response.get_json()["errors"]["data"])
+
+
+def test_a_field_of_200_characters_and_readable_unicode_is_accepted(client: FlaskClient) -> None:
+    text = "订单已发货预计明日送达" + "x" * 189
+    message = {**GOOD, "data": {"thing1": {"value": text}, "time2": {"value": "2026年11月26日"}}}
+    response = client.post("/v1/messages", **signed(json.dumps(message).encode()))
+    assert response.status_code == 202, response.get_json()
+
+
 def test_duplicate_keys_are_refused(client: FlaskClient, broker: QueueView) -> None:
     raw = (
         b'{"touser":"oUser0001","touser":"oOther001","template_id":"T","data":{"k":{"value":"v"}}}'
