@@ -32,7 +32,7 @@ from notifier.signature import new_secret
 class BenchConfig:
     """How much work each phase does."""
 
-    messages: int = 3000
+    messages: int = 10000
     recipients: int = 30000
     latency_ms: float = 50.0
     seconds: float = 5.0

@@ -193,7 +193,7 @@ _register_operator_commands()
 
 @main.command()
 @click.option(
-    "--messages", type=int, default=3000, show_default=True, help="Single messages to drain."
+    "--messages", type=int, default=10000, show_default=True, help="Single messages to drain."
 )
 @click.option("--recipients", type=int, default=30000, show_default=True, help="Campaign size.")
 @click.option(
