@@ -62,7 +62,7 @@ class DeferredChunks:
                 return recipients
             chunk = json.loads(raw)
             self._publish_many([chunk])
-            self._redis.lrem(f"{self.key}:moving", 1, raw)  # type: ignore[arg-type]
+            self._redis.lrem(f"{self.key}:moving", 1, raw)
             recipients += len(chunk["recipients"])
 
 
