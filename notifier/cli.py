@@ -227,7 +227,8 @@ def bench(
     """Start the stack against a fake WeChat with latency and measure it in one run."""
     import tempfile
 
-    from notifier.bench import BenchConfig, run
+    from notifier.bench import run
+    from notifier.benchstack import BenchConfig
     from notifier.report import table
 
     if smoke:

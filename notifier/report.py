@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifier.bench import BenchConfig
+from notifier.benchstack import BenchConfig
 
 # (key, label, format, target, True when higher is better)
 ROWS = [
@@ -13,6 +13,9 @@ ROWS = [
     ("ingest_trivial_rps", "trivial endpoint, same server, requests/s", "{:.0f}", None, True),
     ("ingest_ratio", "ingest ÷ trivial", "{:.2f}", 0.5, True),
     ("single_delivered_per_s", "single messages delivered/s", "{:.0f}", 1000, True),
+    ("single_cpu_ms_workers", "CPU ms per single message: workers", "{:.2f}", None, False),
+    ("single_cpu_ms_redis", "CPU ms per single message: Redis", "{:.2f}", None, False),
+    ("single_cpu_ms_wechat", "CPU ms per single message: fake WeChat", "{:.2f}", None, False),
     ("bulk_delivered_per_s", "campaign recipients delivered/s", "{:.0f}", 2000, True),
     ("redis_bytes_per_recipient", "Redis bytes per queued recipient", "{:.0f}", 100, False),
     ("single_p50_s", "single message during a campaign, p50 s", "{:.3f}", None, False),

@@ -23,6 +23,8 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
         "ingest_trivial_rps",
         "ingest_ratio",
         "single_delivered_per_s",
+        "single_cpu_ms_workers",
+        "single_cpu_ms_wechat",
         "bulk_delivered_per_s",
         "single_p50_s",
         "single_p99_s",

@@ -1,0 +1,174 @@
+"""The processes `notifier bench` starts and how it reads them: the stack, not the phases."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+import requests
+
+from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child
+from notifier.measures import cpu_seconds
+from notifier.measures import ok as _ok
+from notifier.measures import wait as _wait
+from notifier.redis_server import RedisServer, free_port
+from notifier.signature import new_secret
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """How much work each phase does."""
+
+    messages: int = 10000
+    recipients: int = 30000
+    latency_ms: float = 50.0
+    seconds: float = 5.0
+    connections: int = 16
+    # Several processes of fewer threads: each worker process has one consumer loop,
+    # which tops out at a few hundred messages a second on this kind of machine.
+    concurrency: int = 16
+    # Campaign workers run gevent, as the Procfile's do: many sends in flight, little CPU.
+    bulk_concurrency: int = 100
+    processes: int = 4
+    probes: int = 100
+
+
+class BenchStack:
+    """Redis, the fake WeChat, gunicorn and the workers, started piece by piece."""
+
+    def __init__(self, home: Path, config: BenchConfig, echo: Callable[[str], None]) -> None:
+        self.config, self.echo = config, echo
+        self.redis = RedisServer(home / "redis", appendonly=True)
+        self.secret = new_secret()
+        self.ports = {"web": free_port(), "wechat": free_port()}
+        self.web = f"http://127.0.0.1:{self.ports['web']}"
+        self.wechat = f"http://127.0.0.1:{self.ports['wechat']}"
+        self.children: dict[str, Child] = {}
+        self.results: dict[str, Any] = {}
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "REDIS_URL": self.redis.url,
+            "WECHAT_APP_ID": DEV_APP_ID,
+            "WECHAT_APP_SECRET": DEV_APP_SECRET,
+            "WECHAT_API_BASE": self.wechat,
+            "WEBHOOK_SECRET": self.secret,
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def spawn(self, name: str, args: list[str]) -> Child:
+        child = Child(name, args)
+        child.start(self.env(), lambda line: None)
+        self.children[name] = child
+        return child
+
+    def start(self) -> None:
+        self.redis.start()
+        py = sys.executable
+        self.spawn(
+            "wechat",
+            [
+                py,
+                "-m",
+                "notifier.fake_wechat",
+                "--port",
+                str(self.ports["wechat"]),
+                "--latency-ms",
+                str(self.config.latency_ms),
+            ],
+        )
+        self.spawn(
+            "web",
+            [
+                py,
+                "-m",
+                "gunicorn",
+                "wsgi:app",
+                "--bind",
+                f"127.0.0.1:{self.ports['web']}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "8",
+            ],
+        )
+        _wait(lambda: _ok(f"{self.wechat}/healthz") and _ok(f"{self.web}/healthz"), "web and fake")
+
+    def worker(self, name: str, queue: str) -> None:
+        """Start the workers of a queue; the drain is timed at the fake, so start-up is free."""
+        for n in range(self.config.processes):
+            self._worker_process(name if n == 0 else f"{name}{n + 1}", queue)
+
+    def _worker_process(self, name: str, queue: str) -> None:
+        # The pools the Procfile gives each queue.
+        if queue == "notifier.campaigns":
+            pool = ["--pool", "gevent", "--concurrency", str(self.config.bulk_concurrency)]
+            pool += ["--prefetch-multiplier", "1"]
+        else:
+            pool = ["--pool", "threads", "--concurrency", str(self.config.concurrency)]
+        self.spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "notifier.celery_app",
+                "worker",
+                *pool,
+                "--queues",
+                queue,
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "WARNING",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
+
+    def stop(self) -> None:
+        for child in reversed(self.children.values()):
+            child.stop()
+        self.redis.stop()
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of the single-message workers, Redis and the fake."""
+
+        def pids(prefix: str) -> list[int]:
+            return [c.process.pid for n, c in self.children.items() if n.startswith(prefix)
+                    and c.process is not None]  # fmt: skip
+
+        redis_pid = self.redis.process.pid if self.redis.process else 0
+        return {
+            "workers": cpu_seconds(pids("single")),
+            "redis": cpu_seconds([redis_pid]),
+            "wechat": cpu_seconds(pids("wechat")),
+        }
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.redis.url)
+
+    def delivered_count(self) -> int:
+        return int(requests.get(f"{self.wechat}/_fake/stats", timeout=10).json()["delivered"])
+
+    def arrivals(self, start: int, count: int) -> list[float]:
+        def done() -> bool:
+            for child in self.children.values():
+                if not child.alive():
+                    raise RuntimeError(f"{child.name} exited: {''.join(child.lines[-20:])}")
+            return self.delivered_count() >= start + count
+
+        _wait(done, f"{count} deliveries", timeout=600)
+        messages = requests.get(
+            f"{self.wechat}/_fake/messages", params={"since": start}, timeout=60
+        )
+        return sorted(m["received_at"] for m in messages.json()["messages"][:count])
