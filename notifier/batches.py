@@ -14,18 +14,21 @@ from typing import Any
 import redis
 
 from notifier.record import iso
-from notifier.state import FINAL
+from notifier.state import FINAL, early_receipt_key, msgid_key
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
 # Set the outcomes of several recipients and move the batch counters with them, in one
-# atomic step. ARGV[1] is the retention; then five per recipient: its field, its encoded
-# outcome, its failure entry (or ''), and for a sent one the position in KEYS of its
-# msgid key (or 0) with the recipient id to point it at, so its delivery receipt finds it.
+# atomic step. ARGV[1] is the retention; then six per recipient: its field, its encoded
+# outcome, its failure entry (or ''), and for a sent one the positions in KEYS of its
+# msgid key (or 0), with the recipient id to point it at so its delivery receipt finds
+# it, and of the key where a receipt that outran the send waits. Returns those early
+# receipts as a flat list of field, receipt.
 _SET_MANY = """
 local ttl = ARGV[1]
 local moves = {}
-for i = 2, #ARGV, 5 do
+local early = {}
+for i = 2, #ARGV, 6 do
   local old = redis.call('HGET', KEYS[2], ARGV[i])
   local old_status = old and string.match(old, '^[^|]+') or nil
   local new_status = string.match(ARGV[i + 1], '^[^|]+')
@@ -37,6 +40,14 @@ for i = 2, #ARGV, 5 do
   if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
   local k = tonumber(ARGV[i + 3])
   if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
+  local r = tonumber(ARGV[i + 5])
+  if r > 0 then
+    local receipt = redis.call('GETDEL', KEYS[r])
+    if receipt then
+      table.insert(early, ARGV[i])
+      table.insert(early, receipt)
+    end
+  end
 end
 for status, n in pairs(moves) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
@@ -44,7 +55,7 @@ end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[1], ttl)
-return 1
+return early
 """
 
 
@@ -135,13 +146,19 @@ class BatchStore:
         keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id)]
         args: list[str | int] = [self._retention]
         for item in settled:
-            outcome, msgid_at, rid = item.outcome, 0, ""
+            outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
             if outcome.status == "sent" and outcome.msgid is not None:
-                keys.append(f"{self._prefix}:msgid:{outcome.msgid}")
+                keys.append(msgid_key(self._prefix, outcome.msgid))
                 msgid_at, rid = len(keys), recipient_id(batch_id, item.index)
+                keys.append(early_receipt_key(self._prefix, outcome.msgid))
+                early_at = len(keys)
             failure = self._failure(batch_id, item)
-            args += [str(item.index), outcome.encode(), failure, msgid_at, rid]
-        self._set_many(keys=keys, args=args)
+            args += [str(item.index), outcome.encode(), failure, msgid_at, rid, early_at]
+        early = self._set_many(keys=keys, args=args)
+        for field, receipt in zip(early[::2], early[1::2], strict=True):
+            # WeChat's receipt outran our own bookkeeping; apply it now.
+            status, _, reason = _text(receipt).partition("|")
+            self.apply_receipt(batch_id, int(field), status, reason)
 
     def _failure(self, batch_id: str, item: Settled) -> str:
         """The failure list's entry for a failed or dead recipient; '' for any other."""

@@ -28,6 +28,8 @@ class Settings:
     wechat_token_api: str = "stable"
     wechat_connect_timeout: float = 3.05
     wechat_read_timeout: float = 10.0
+    # A CA bundle for calls to WeChat (an egress proxy that inspects TLS); None: the default.
+    wechat_ca_bundle: str | None = None
     webhook_secrets: tuple[str, ...] = ()
     port: int = 8000
     max_body_bytes: int = 64 * 1024
@@ -79,6 +81,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         wechat_token_api=token_api,
         wechat_connect_timeout=_number(env, "WECHAT_CONNECT_TIMEOUT", 3.05, 0.1, 60),
         wechat_read_timeout=_number(env, "WECHAT_READ_TIMEOUT", 10.0, 0.1, 60),
+        wechat_ca_bundle=(
+            env.get("REQUESTS_CA_BUNDLE", "").strip() or env.get("CURL_CA_BUNDLE", "").strip()
+        )
+        or None,
         webhook_secrets=_secrets(env.get("WEBHOOK_SECRET", "")),
         port=int(_number(env, "PORT", 8000, 1, 65535)),
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),

@@ -70,7 +70,7 @@ class MessageSchema(Schema):
     touser = fields.String(required=True, validate=_ID)
     template_id = fields.String(required=True, validate=_ID)
     data = _data_field(required=True)
-    url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=1024))
+    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), _printable])
     miniprogram = fields.Nested(_Miniprogram)
     client_msg_id = fields.String(validate=_CLIENT_MSG_ID)
 
@@ -102,7 +102,7 @@ class BatchSchema(Schema):
 
     template_id = fields.String(required=True, validate=_ID)
     data = _data_field(required=False)
-    url = fields.Url(schemes={"http", "https"}, validate=validate.Length(max=1024))
+    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), _printable])
     miniprogram = fields.Nested(_Miniprogram)
     recipients = fields.List(
         fields.Nested(_Recipient),

@@ -30,6 +30,16 @@ REPLAYABLE = (FAILED, DEAD, DEFERRED)
 DEFAULT_RETENTION = 7 * 24 * 3600
 
 
+def msgid_key(prefix: str, msgid: int) -> str:
+    """Where a WeChat msgid points to its message id (a single message or a recipient)."""
+    return f"{prefix}:msgid:{msgid}"
+
+
+def early_receipt_key(prefix: str, msgid: int) -> str:
+    """Where a receipt waits when it arrives before its send is recorded."""
+    return f"{prefix}:receipt:{msgid}"
+
+
 class MessageState:
     """Reads and writes message records; every transition is one atomic pipeline."""
 
@@ -112,7 +122,7 @@ class MessageState:
 
     def early_receipt_key(self, msgid: int) -> str:
         """Where a receipt waits for its message's send to be recorded."""
-        return f"{self._prefix}:receipt:{msgid}"
+        return early_receipt_key(self._prefix, msgid)
 
     def record_receipt(self, message_id: str, status: str, reason: str) -> bool:
         """Apply WeChat's delivery receipt once; repeated or concurrent pushes change nothing."""
@@ -172,7 +182,7 @@ class MessageState:
 
     def msgid_key(self, msgid: int) -> str:
         """Where a WeChat msgid points to its message id."""
-        return f"{self._prefix}:msgid:{msgid}"
+        return msgid_key(self._prefix, msgid)
 
     def get(self, message_id: str) -> MessageRecord | None:
         """Return the whole record with its history, or None for an unknown id."""

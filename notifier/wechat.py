@@ -43,6 +43,7 @@ class Credentials:
     token_api: str = "stable"
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
+    ca_bundle: str | None = None
 
 
 class WeChatClient:
@@ -144,7 +145,12 @@ class WeChatClient:
                 self._request(method, path, params, body),
                 timeout=(cred.connect_timeout, cred.read_timeout),
                 proxies=self._proxies,
+                verify=cred.ca_bundle or True,
             )
+            # Read the whole body here, whatever the status: a read that times out or is
+            # cut off is a network failure like any other, and a read body frees the
+            # connection for the next call.
+            content = response.content
         except requests.Timeout:
             # The URL carries the token or the secret: name only the path.
             raise TransientError(NETWORK_ERRCODE, f"timeout calling {path}") from None
@@ -156,7 +162,7 @@ class WeChatClient:
             # A 404 or 403 means WECHAT_API_BASE points somewhere that is not WeChat.
             raise AccountError(HTTP_ERRCODE, f"HTTP {response.status_code} from {path}")
         try:
-            answer = json.loads(response.content)  # bytes: no charset guessing
+            answer = json.loads(content)  # bytes: no charset guessing
         except ValueError:
             raise TransientError(BAD_ANSWER_ERRCODE, f"answer from {path} is not JSON") from None
         if not isinstance(answer, dict):

@@ -45,6 +45,7 @@ def services() -> Services:
             token_api=settings.wechat_token_api,
             connect_timeout=settings.wechat_connect_timeout,
             read_timeout=settings.wechat_read_timeout,
+            ca_bundle=settings.wechat_ca_bundle,
         )
     )
     connection = redis.Redis.from_url(

@@ -17,6 +17,7 @@ from notifier.config import Settings
 from notifier.errors import PermanentError, TransientError
 from notifier.queue import CHUNK_SIZE, chunk_payloads
 from notifier.quota import QuotaGate
+from notifier.state import MessageState
 from notifier.tokens import TokenStore
 from notifier.web import create_app
 from notifier.wechat import Credentials, WeChatClient
@@ -263,3 +264,20 @@ def test_a_campaign_receipt_marks_the_recipient_delivered(
         and summary["counts"]["delivered"] == 1
         and summary["counts"]["sent"] == 0
     )
+
+
+@responses.activate
+def test_a_receipt_that_outruns_the_recorded_send_is_applied_with_it(
+    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+) -> None:
+    # Outcomes are written every few sends; WeChat's receipt can land before that.
+    MessageState(redis_client).keep_early_receipt(778, "failed", "user block")
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": 0, "msgid": 777})
+    responses.post(SEND, json={"errcode": 0, "msgid": 778})
+    bulk.deliver({**CHUNK, "recipients": CHUNK["recipients"][2:]}, attempt=0, last_attempt=False)
+    assert store.recipient_view(BATCH_ID, 3)["status"] == "failed"  # type: ignore[index]
+    assert store.recipient_view(BATCH_ID, 2)["status"] == "sent"  # type: ignore[index]
+    assert redis_client.get("notifier:receipt:778") is None  # used up
+    summary = store.summary(BATCH_ID)
+    assert summary is not None and summary["counts"]["failed"] == 1

@@ -74,3 +74,17 @@ def test_each_process_asks_only_for_what_it_needs() -> None:
     with pytest.raises(ConfigError, match="WEBHOOK_SECRET"):
         Settings().require_web()
     assert Settings(webhook_secrets=(new_secret(),)).require_web()
+
+
+@pytest.mark.parametrize(
+    ("env", "bundle"),
+    [
+        ({}, None),
+        ({"CURL_CA_BUNDLE": "/etc/curl.pem"}, "/etc/curl.pem"),
+        ({"REQUESTS_CA_BUNDLE": "/etc/ca.pem", "CURL_CA_BUNDLE": "/etc/curl.pem"}, "/etc/ca.pem"),
+    ],
+)
+def test_a_ca_bundle_for_wechat_comes_from_the_usual_variables(
+    env: dict[str, str], bundle: str | None
+) -> None:
+    assert load_settings(env).wechat_ca_bundle == bundle

@@ -301,3 +301,10 @@ def test_duplicate_keys_are_refused(client: FlaskClient, broker: QueueView) -> N
     assert response.status_code == 400
     assert "same key twice" in response.get_json()["detail"]
     assert broker.published == []
+
+
+def test_a_url_with_a_lone_surrogate_is_a_400_not_a_500(client: FlaskClient) -> None:
+    raw = json.dumps({**GOOD, "url": "https://shop.example/\ud800"}).encode()  # escaped in JSON
+    response = client.post("/v1/messages", **signed(raw))
+    assert response.status_code == 400
+    assert "url" in response.get_json()["errors"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 
 import pytest
 import requests
@@ -163,3 +165,41 @@ def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch)
         assert mock.calls[0].request.req_kwargs["proxies"] == {
             "https": "http://egress.internal:3128"
         }
+
+
+def _one_answer_server(answer: bytes) -> tuple[str, threading.Thread]:
+    """A local server that reads one request, writes `answer` raw, then hangs up."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = listener.accept()
+        with connection, listener:
+            connection.recv(65536)
+            connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}", thread
+
+
+def test_a_body_cut_off_mid_read_is_transient() -> None:
+    # Headers promise 200 bytes; the connection closes after 10.
+    base, thread = _one_answer_server(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n"
+        b'{"errcode"'
+    )
+    cut = WeChatClient(Credentials(base, "wx_app", "s3cr3t-value", "stable", 0.5, 0.5))
+    with pytest.raises(TransientError) as info:
+        cut.send_template("SECRET_TOKEN_VALUE", BODY)
+    assert "SECRET_TOKEN_VALUE" not in str(info.value)
+    thread.join(timeout=5)
+
+
+def test_a_ca_bundle_is_used_to_verify_wechat() -> None:
+    bundled = WeChatClient(
+        Credentials(BASE, "wx_app", "s", "stable", 0.5, 0.5, "/etc/egress-ca.pem")
+    )
+    with responses.RequestsMock() as mock:
+        mock.post(SEND, json={"errcode": 0, "msgid": 1})
+        bundled.send_template("tok", BODY)
+        assert mock.calls[0].request.req_kwargs["verify"] == "/etc/egress-ca.pem"

@@ -23,13 +23,14 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
         "ingest_trivial_rps",
         "ingest_ratio",
         "single_delivered_per_s",
-        "single_cpu_ms_workers",
-        "single_cpu_ms_wechat",
         "bulk_delivered_per_s",
         "single_p50_s",
         "single_p99_s",
     ):
         assert report[key] > 0, key
+    # Thirty messages may take less CPU than the clock's tick: only check these report.
+    for part in ("workers", "redis", "wechat"):
+        assert report[f"single_cpu_ms_{part}"] >= 0, part
     # With 250 recipients, Redis's own bookkeeping can outweigh them: only check it reports.
     assert isinstance(report["redis_bytes_per_recipient"], int | float)
     assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
