@@ -12,10 +12,11 @@ from typing import Any
 import redis
 import requests
 
-from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child
+from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, worker_pool
 from notifier.measures import cpu_seconds
 from notifier.measures import ok as _ok
 from notifier.measures import wait as _wait
+from notifier.queue import CAMPAIGNS_QUEUE
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -108,12 +109,8 @@ class BenchStack:
             self._worker_process(name if n == 0 else f"{name}{n + 1}", queue)
 
     def _worker_process(self, name: str, queue: str) -> None:
-        # The pools the Procfile gives each queue.
-        if queue == "notifier.campaigns":
-            pool = ["--pool", "gevent", "--concurrency", str(self.config.bulk_concurrency)]
-            pool += ["--prefetch-multiplier", "1"]
-        else:
-            pool = ["--pool", "threads", "--concurrency", str(self.config.concurrency)]
+        config = self.config
+        concurrency = config.bulk_concurrency if queue == CAMPAIGNS_QUEUE else config.concurrency
         self.spawn(
             name,
             [
@@ -123,7 +120,9 @@ class BenchStack:
                 "-A",
                 "notifier.celery_app",
                 "worker",
-                *pool,
+                *worker_pool(queue),
+                "--concurrency",
+                str(concurrency),
                 "--queues",
                 queue,
                 "--hostname",

@@ -16,11 +16,24 @@ from pathlib import Path
 
 import requests
 
+from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
 DEV_APP_ID = "wx_dev_app"
 DEV_APP_SECRET = "dev_secret"
+
+
+def worker_pool(queue: str) -> list[str]:
+    """The pool flags the Procfile gives a queue's workers (concurrency aside).
+
+    Threads for single messages; gevent for campaigns, whose tasks send a chunk one
+    recipient after another, so greenlets keep many sends in flight cheaply, and
+    prefetch 1 keeps a process from holding chunks it is not sending.
+    """
+    if queue == CAMPAIGNS_QUEUE:
+        return ["--pool", "gevent", "--prefetch-multiplier", "1"]
+    return ["--pool", "threads"]
 
 
 def pick_port(preferred: int) -> int:
@@ -141,12 +154,11 @@ class DevStack:
             Child("web", [py, "-m", "gunicorn", "wsgi:app", "--bind",
                           f"127.0.0.1:{self.ports.web}", "--workers", "2",
                           "--worker-class", "gthread", "--threads", "8"]),
-            Child("worker", [*celery, "worker", "--pool", "threads", "--concurrency", "16",
-                             "--queues", "notifier.messages", "--loglevel", "INFO",
+            Child("worker", [*celery, "worker", *worker_pool(MESSAGES_QUEUE), "--concurrency",
+                             "16", "--queues", MESSAGES_QUEUE, "--loglevel", "INFO",
                              "--hostname", "messages@%h"]),
-            Child("bulk", [*celery, "worker", "--pool", "gevent", "--concurrency", "100",
-                           "--prefetch-multiplier", "1",
-                           "--queues", "notifier.campaigns", "--loglevel", "INFO",
+            Child("bulk", [*celery, "worker", *worker_pool(CAMPAIGNS_QUEUE), "--concurrency",
+                           "100", "--queues", CAMPAIGNS_QUEUE, "--loglevel", "INFO",
                            "--hostname", "campaigns@%h"]),
             Child("beat", [*celery, "beat", "--loglevel", "INFO",
                            "--schedule", str(self.home / "celerybeat-schedule")]),

@@ -15,6 +15,7 @@ import redis
 import requests
 
 from notifier.client import NotifierClient, template_message
+from notifier.devstack import worker_pool
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -121,12 +122,10 @@ class Stack:
         self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
     def start_worker(self, name: str = "worker", queue: str = "notifier.messages") -> Process:
-        # As the Procfile runs them: threads for single messages, gevent for campaigns.
-        pool = "gevent" if queue == "notifier.campaigns" else "threads"
         process = self.spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", pool,
-             "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
+            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker",
+             *worker_pool(queue), "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
         )  # fmt: skip
         wait_for(lambda: " ready." in process.latest(), what=f"{name} to be ready")

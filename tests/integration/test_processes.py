@@ -12,6 +12,8 @@ import pytest
 import requests
 import yaml
 
+from notifier.devstack import worker_pool
+from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.redis_server import free_port
 from tests.integration.conftest import Stack, wait_for
 
@@ -35,6 +37,19 @@ def test_compose_runs_the_procfile_commands_against_persistent_redis() -> None:
     assert "--appendonly yes" in redis_command
     assert "--maxmemory-policy noeviction" in redis_command
     assert {"web", "worker", "beat", "flower", "redis"} <= set(services)
+
+
+@pytest.mark.parametrize(
+    ("process", "queue"), [("worker", MESSAGES_QUEUE), ("bulk", CAMPAIGNS_QUEUE)]
+)
+def test_the_dev_stack_bench_and_tests_run_each_queue_on_the_procfiles_pool(
+    process: str, queue: str
+) -> None:
+    flags = worker_pool(queue)
+    line = procfile()[process]
+    assert f"--queues {queue}" in line
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        assert f"{flag} {value}" in line, (process, flag)
 
 
 def test_beat_refreshes_the_token_every_6000_seconds() -> None:
