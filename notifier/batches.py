@@ -14,7 +14,7 @@ from typing import Any
 import redis
 
 from notifier.record import iso
-from notifier.state import FINAL, early_receipt_key, msgid_key
+from notifier.state import FINAL, early_receipt, early_receipt_key, msgid_key
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
@@ -157,8 +157,7 @@ class BatchStore:
         early = self._set_many(keys=keys, args=args)
         for field, receipt in zip(early[::2], early[1::2], strict=True):
             # WeChat's receipt outran our own bookkeeping; apply it now.
-            status, _, reason = _text(receipt).partition("|")
-            self.apply_receipt(batch_id, int(field), status, reason)
+            self.apply_receipt(batch_id, int(field), *early_receipt(receipt))
 
     def _failure(self, batch_id: str, item: Settled) -> str:
         """The failure list's entry for a failed or dead recipient; '' for any other."""

@@ -40,6 +40,13 @@ def early_receipt_key(prefix: str, msgid: int) -> str:
     return f"{prefix}:receipt:{msgid}"
 
 
+def early_receipt(raw: bytes | str) -> tuple[str, str]:
+    """The status and reason of a receipt kept by `MessageState.keep_early_receipt`."""
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    status, _, reason = text.partition("|")
+    return status, reason
+
+
 class MessageState:
     """Reads and writes message records; every transition is one atomic pipeline."""
 
@@ -96,8 +103,7 @@ class MessageState:
         early = self._sent(keys=keys, args=[now, msgid, entry, self._retention, message_id])
         if early:
             # WeChat's receipt outran our own bookkeeping; apply it now.
-            status, _, reason = early.decode().partition("|")
-            self.record_receipt(message_id, status, reason)
+            self.record_receipt(message_id, *early_receipt(early))
 
     def record_retrying(self, message_id: str, errcode: int, errmsg: str) -> None:
         """Mark a transient failure that will be retried."""
