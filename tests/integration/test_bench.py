@@ -45,3 +45,14 @@ def test_the_memory_measure_runs_and_reports_each_key() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     for label in ("task envelope", "while queued", "once sent", "msgid", "idempotency key"):
         assert label in result.stdout, label
+
+
+def test_the_redis_call_measure_runs_and_reports_each_call() -> None:
+    script = Path(__file__).resolve().parents[2] / "bench" / "redis_calls.py"
+    result = subprocess.run(
+        [sys.executable, str(script), "200"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    for key in ("get_us", "evalsha_us", "pipeline_of_two_us"):
+        assert report[key] > 0, key
