@@ -166,9 +166,13 @@ class Stack:
         return self.deliveries_of(ids)
 
     def status(self, message_id: str) -> str | None:
+        return self.field(f"notifier:msg:{message_id}", "status")
+
+    def field(self, key: str, name: str) -> str | None:
+        """One field of a hash in the stack's Redis, read straight from Redis."""
         client = redis.Redis.from_url(self.redis.url)
         try:
-            value = client.hget(f"notifier:msg:{message_id}", "status")
+            value = client.hget(key, name)
         finally:
             client.close()
         return value.decode() if value else None
