@@ -12,10 +12,9 @@ class Channel(kombu_redis.Channel):
     """Reuses one Redis client for acknowledgements and the unacked bookkeeping.
 
     kombu builds a new client (a dictionary of some two hundred response callbacks)
-    for each ack and each delivery: about 15% of a worker's CPU in a profile of a single-
-    message drain. A client
-    holds no connection of its own, only the pool, so one per pool is safe across
-    threads; a new pool (after a reconnect) gets a new client.
+    for each ack and each delivery: about 15% of a worker's CPU in a profile of a
+    single-message drain. A client holds no connection of its own, only the pool, so
+    one per pool is safe across threads; a new pool (after a reconnect) gets a new one.
     """
 
     _shared_client: redis.Redis | None = None
