@@ -1,11 +1,20 @@
-"""The broker transport reuses one Redis client per pool and still delivers and acks."""
+"""The broker transport: one client per pool, runs of messages pulled and recorded atomically."""
 
 from __future__ import annotations
 
-from kombu import Connection
+import contextlib
+import json
+import socket
+import time
+from typing import Any
+
+import pytest
+import redis
+from kombu import Connection, Consumer, Queue
+from kombu.message import Message
 
 from notifier.redis_server import RedisServer
-from notifier.transport import Transport
+from notifier.transport import PULL, Transport
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_server: RedisServer) -> None:
@@ -33,3 +42,109 @@ def test_messages_are_delivered_and_acknowledged(redis_server: RedisServer) -> N
         assert sorted(seen) == [0, 1, 2]
         assert client.hlen(channel.unacked_key) == 0  # every ack reached Redis
         queue.close()
+
+
+def _consume(connection: Connection, queue: Queue, ack: bool, want: int) -> list[Message]:
+    """Messages delivered to a consumer through the poller (the path a worker's loop uses)."""
+    got: list[Message] = []
+
+    def receive(body: Any, message: Message) -> None:
+        got.append(message)
+        if ack:
+            message.ack()
+
+    with Consumer(connection, [queue], callbacks=[receive], prefetch_count=want):
+        deadline = time.monotonic() + 10
+        while len(got) < want and time.monotonic() < deadline:
+            with contextlib.suppress(socket.timeout):
+                connection.drain_events(timeout=1)
+    return got
+
+
+def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-pull", routing_key="notifier.test-pull")
+    with Connection(redis_server.url, transport=Transport) as connection:
+        producer = connection.Producer()
+        for n in range(40):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        redis_client.config_resetstat()
+        got = _consume(connection, queue, ack=False, want=40)
+        calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+        assert [m.payload["n"] for m in got] == list(range(40))  # in order, each once
+        # The first message came by BRPOP; the other 39 in two runs (at most 32 a run).
+        assert calls["cmdstat_brpop"] == 1 and calls["cmdstat_eval"] == 2
+        # Each is recorded exactly as kombu's own bookkeeping would: message, exchange, key.
+        for message in got:
+            raw = redis_client.hget("unacked", message.delivery_tag)
+            info = message.delivery_info
+            assert json.loads(raw) == [message._raw, info["exchange"], info["routing_key"]]
+        assert redis_client.zcard("unacked_index") == 40
+        assert redis_client.llen("notifier.test-pull") == 0
+
+
+def test_an_acknowledged_message_leaves_the_unacked_set(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-ack", routing_key="notifier.test-ack")
+    with Connection(redis_server.url, transport=Transport) as connection:
+        producer = connection.Producer()
+        for n in range(5):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        assert len(_consume(connection, queue, ack=True, want=5)) == 5
+    assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+
+
+def test_a_pulled_message_whose_worker_died_comes_back(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-restore", routing_key="notifier.test-restore")
+    with Connection(
+        redis_server.url, transport=Transport, transport_options={"visibility_timeout": 0}
+    ) as connection:
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        got = _consume(connection, queue, ack=False, want=3)
+        assert len(got) == 3
+        # What another worker's restore sweep does once the visibility timeout has passed.
+        connection.default_channel.qos.restore_visible(num=10, interval=1)
+        assert redis_client.llen("notifier.test-restore") == 3
+        assert redis_client.hlen("unacked") == 0
+
+
+def _pull(client: redis.Redis, queue: str, most: int) -> list[Any]:
+    reply: list[Any] = client.eval(PULL, 3, "unacked", "unacked_index", queue, most, time.time())
+    return reply
+
+
+def test_pulling_stops_at_a_message_only_kombu_can_read(redis_client: redis.Redis) -> None:
+    good = json.dumps(
+        {"body": "", "properties": {"delivery_tag": "t1", "delivery_info": {
+            "exchange": "", "routing_key": "q"}}}
+    )  # fmt: skip
+    redis_client.lpush("q", good, "not json", good.replace("t1", "t2"))  # popped from the right
+    reply = _pull(redis_client, "q", 10)
+    assert reply == [1, b"q", good.encode()]
+    assert redis_client.lrange("q", 0, -1) == [good.replace("t1", "t2").encode(), b"not json"]
+    assert redis_client.hkeys("unacked") == [b"t1"]
+
+
+def test_a_refused_write_takes_nothing(redis_client: redis.Redis) -> None:
+    message = json.dumps(
+        {
+            "properties": {
+                "delivery_tag": "t1",
+                "delivery_info": {"exchange": "", "routing_key": "q"},
+            }
+        }
+    )
+    redis_client.lpush("q", message)
+    redis_client.config_set("maxmemory", 1)
+    try:
+        with pytest.raises(redis.ResponseError, match="maxmemory"):
+            _pull(redis_client, "q", 10)
+    finally:
+        redis_client.config_set("maxmemory", 0)
+    assert redis_client.llen("q") == 1 and redis_client.hlen("unacked") == 0
