@@ -12,6 +12,7 @@ from pathlib import Path
 import redis
 
 from notifier.admission import Admission
+from notifier.measures import stored_bytes
 from notifier.queue import MESSAGES_QUEUE
 from notifier.redis_server import RedisServer
 from notifier.state import MessageState
@@ -23,10 +24,6 @@ MESSAGE = {
 }
 
 
-def used(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
-
-
 def main(count: int) -> None:
     with tempfile.TemporaryDirectory() as home:
         server = RedisServer(Path(home), appendonly=False).start()
@@ -35,9 +32,9 @@ def main(count: int) -> None:
             admission = Admission(client, idempotency_ttl=86400, retention=7 * 86400)
             state = MessageState(client)
             ids = [admission.message(f"msg_{i}", b"%d" % i, MESSAGE).id for i in range(count)]
-            admitted = used(client)
+            admitted = stored_bytes(client)
             client.delete(MESSAGES_QUEUE)  # as if a worker had taken every task
-            envelope = (admitted - used(client)) / count
+            envelope = (admitted - stored_bytes(client)) / count
             sample = ids[:: max(1, count // 500)]
 
             def per_message(*patterns: str) -> float:

@@ -20,6 +20,7 @@ from notifier.measures import machine
 from notifier.measures import peak_mb as _peak_mb
 from notifier.measures import peak_mb_pid as _peak_mb_pid
 from notifier.measures import percentile as _pct
+from notifier.measures import stored_bytes as _stored
 from notifier.measures import wait as _wait
 
 
@@ -93,9 +94,9 @@ class Bench(BenchStack):
     def bulk(self) -> None:
         """Queue a campaign with no bulk worker, weigh it in Redis, then time the drain."""
         client = self.client()
-        before = int(client.info("memory")["used_memory"])
+        before = _stored(client)
         count = self._post_campaign(self.config.recipients, "Bulk")
-        per_recipient = (int(client.info("memory")["used_memory"]) - before) / count
+        per_recipient = (_stored(client) - before) / count
         start = self.delivered_count()
         self.worker("bulk", "notifier.campaigns")
         arrivals = self.arrivals(start, count)

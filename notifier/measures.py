@@ -76,3 +76,16 @@ def machine(client: redis.Redis) -> dict[str, object]:
         "redis": client.info("server")["redis_version"],
         "platform": platform.platform(),
     }
+
+
+# Memory Redis counts in used_memory that is not data: buffers that come and go with
+# clients and persistence (an AOF rewrite buffers every write until it ends, on 6.2).
+_BUFFERS = ("mem_aof_buffer", "mem_clients_normal", "mem_clients_slaves", "mem_replication_backlog")
+
+
+def stored_bytes(client: redis.Redis, timeout: float = 60) -> int:
+    """Redis's used memory less its buffers, read when no AOF rewrite is running."""
+    wait(lambda: not int(client.info("persistence").get("aof_rewrite_in_progress", 0)),
+         "an AOF rewrite to end", timeout)  # fmt: skip
+    info = client.info("memory")
+    return int(info["used_memory"]) - sum(int(info.get(name, 0)) for name in _BUFFERS)
