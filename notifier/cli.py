@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -14,6 +13,7 @@ import click
 import requests
 
 from notifier.client import NotifierClient, template_message
+from notifier.config import client_endpoint, client_secret
 from notifier.signature import new_secret
 
 
@@ -35,9 +35,7 @@ def secret() -> None:
 @click.option("--url", default=None, help="A link opened when the message is tapped.")
 @click.option(
     "--endpoint",
-    default=lambda: os.environ.get(
-        "NOTIFIER_URL", f"http://127.0.0.1:{os.environ.get('PORT', 8000)}"
-    ),
+    default=client_endpoint,
     show_default="$NOTIFIER_URL or http://127.0.0.1:$PORT",
     help="The receiver's base URL.",
 )
@@ -45,8 +43,8 @@ def send(
     touser: str, template_id: str, pairs: tuple[str, ...], url: str | None, endpoint: str
 ) -> None:
     """Send one signed test message (the secret is read from $WEBHOOK_SECRET)."""
-    secrets = os.environ.get("WEBHOOK_SECRET", "").split()
-    if not secrets:
+    secret = client_secret()
+    if secret is None:
         raise click.UsageError("WEBHOOK_SECRET is not set")
     fields: dict[str, str] = {}
     for pair in pairs:
@@ -54,7 +52,7 @@ def send(
         if not sep:
             raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--data")
         fields[key] = value
-    client = NotifierClient(endpoint, secrets[0])
+    client = NotifierClient(endpoint, secret)
     try:
         response = client.post_message(template_message(touser, template_id, fields, url))
     except requests.RequestException as exc:

@@ -9,6 +9,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
+from urllib.parse import urlsplit
+
+from requests.utils import should_bypass_proxies
 
 from notifier.errors import ConfigError, SignatureError
 from notifier.ratelimit import RATE, parse_rate
@@ -30,6 +33,8 @@ class Settings:
     wechat_read_timeout: float = 10.0
     # A CA bundle for calls to WeChat (an egress proxy that inspects TLS); None: the default.
     wechat_ca_bundle: str | None = None
+    # The egress proxy for calls to WeChat, by URL scheme; empty: connect directly.
+    wechat_proxies: tuple[tuple[str, str], ...] = ()
     webhook_secrets: tuple[str, ...] = ()
     port: int = 8000
     max_body_bytes: int = 64 * 1024
@@ -85,6 +90,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             env.get("REQUESTS_CA_BUNDLE", "").strip() or env.get("CURL_CA_BUNDLE", "").strip()
         )
         or None,
+        wechat_proxies=_proxies(
+            env, env.get("WECHAT_API_BASE", "").strip() or Settings.wechat_api_base
+        ),
         webhook_secrets=_secrets(env.get("WEBHOOK_SECRET", "")),
         port=int(_number(env, "PORT", 8000, 1, 65535)),
         max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),
@@ -130,6 +138,20 @@ def _number(env: Mapping[str, str], name: str, default: float, low: float, high:
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
     return value
+
+
+def _proxies(env: Mapping[str, str], api_base: str) -> tuple[tuple[str, str], ...]:
+    """WeChat's egress proxy from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, unless NO_PROXY skips it."""
+
+    def get(name: str) -> str:
+        return (env.get(name.lower(), "") or env.get(name.upper(), "")).strip()
+
+    scheme = urlsplit(api_base).scheme or "https"
+    proxy = get(f"{scheme}_proxy") or get("all_proxy")
+    no_proxy = get("no_proxy")
+    if not proxy or (no_proxy and should_bypass_proxies(api_base, no_proxy=no_proxy)):
+        return ()
+    return ((scheme, proxy),)
 
 
 def _fleet_rate(raw: str) -> float | None:
@@ -182,6 +204,19 @@ def exit_on(error: ConfigError) -> NoReturn:
     """Stop the process with one line naming the bad setting."""
     print(f"notifier: {error}", file=sys.stderr, flush=True)
     raise SystemExit(EXIT_CONFIG)
+
+
+def client_endpoint(environ: Mapping[str, str] | None = None) -> str:
+    """Where `notifier send` posts: $NOTIFIER_URL, else the receiver on this host's $PORT."""
+    env = os.environ if environ is None else environ
+    return env.get("NOTIFIER_URL", "").strip() or f"http://127.0.0.1:{env.get('PORT', 8000)}"
+
+
+def client_secret(environ: Mapping[str, str] | None = None) -> str | None:
+    """The secret `notifier send` signs with: the first in $WEBHOOK_SECRET, if any."""
+    env = os.environ if environ is None else environ
+    secrets = env.get("WEBHOOK_SECRET", "").split()
+    return secrets[0] if secrets else None
 
 
 @functools.cache

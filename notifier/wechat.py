@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_environ_proxies
 
 from notifier.errors import (
     BAD_ANSWER_ERRCODE,
@@ -44,6 +43,8 @@ class Credentials:
     connect_timeout: float = 3.05
     read_timeout: float = 10.0
     ca_bundle: str | None = None
+    # (scheme, proxy URL) pairs, as config read them from the environment.
+    proxies: tuple[tuple[str, str], ...] = ()
 
 
 class WeChatClient:
@@ -51,14 +52,14 @@ class WeChatClient:
 
     Requests go straight to the pool's adapter, skipping the session layer: cookies,
     redirects, hooks and a fresh read of the proxy environment on every call cost more
-    CPU than the send itself. Proxies are read from the environment once, here.
+    CPU than the send itself. Proxies come in the credentials, read once by config.
     """
 
     # Room for every thread or greenlet of a worker; connections are opened only as needed.
     def __init__(self, credentials: Credentials, pool_size: int = 256) -> None:
         self._cred = credentials
         self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-        self._proxies = get_environ_proxies(credentials.api_base)
+        self._proxies = dict(credentials.proxies)
 
     @property
     def app_id(self) -> str:

@@ -46,6 +46,7 @@ def services() -> Services:
             connect_timeout=settings.wechat_connect_timeout,
             read_timeout=settings.wechat_read_timeout,
             ca_bundle=settings.wechat_ca_bundle,
+            proxies=settings.wechat_proxies,
         )
     )
     connection = redis.Redis.from_url(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.config import Settings, load_settings
+from notifier.config import Settings, client_endpoint, client_secret, load_settings
 from notifier.errors import ConfigError
 from notifier.signature import new_secret
 
@@ -88,3 +88,34 @@ def test_a_ca_bundle_for_wechat_comes_from_the_usual_variables(
     env: dict[str, str], bundle: str | None
 ) -> None:
     assert load_settings(env).wechat_ca_bundle == bundle
+
+
+PROXY = "http://egress.internal:3128"
+
+
+@pytest.mark.parametrize(
+    ("env", "proxies"),
+    [
+        ({}, ()),
+        ({"HTTPS_PROXY": PROXY}, (("https", PROXY),)),
+        ({"https_proxy": PROXY}, (("https", PROXY),)),
+        ({"ALL_PROXY": PROXY}, (("https", PROXY),)),
+        ({"HTTP_PROXY": PROXY}, ()),  # WeChat's API is https
+        ({"HTTP_PROXY": PROXY, "WECHAT_API_BASE": "http://fake:9000"}, (("http", PROXY),)),
+        ({"HTTPS_PROXY": PROXY, "NO_PROXY": "weixin.qq.com"}, ()),
+        ({"HTTPS_PROXY": PROXY, "NO_PROXY": "example.com"}, (("https", PROXY),)),
+    ],
+)
+def test_the_proxy_for_wechat_comes_from_the_usual_variables(
+    env: dict[str, str], proxies: tuple[tuple[str, str], ...]
+) -> None:
+    assert load_settings(env).wechat_proxies == proxies
+
+
+def test_notifier_send_posts_to_notifier_url_else_this_host_and_signs_with_the_first_secret() -> (
+    None
+):
+    assert client_endpoint({"NOTIFIER_URL": "https://n.example"}) == "https://n.example"
+    assert client_endpoint({"PORT": "9000"}) == "http://127.0.0.1:9000"
+    assert client_secret({"WEBHOOK_SECRET": "whsec_new whsec_old"}) == "whsec_new"
+    assert client_secret({}) is None

@@ -154,14 +154,14 @@ def test_the_body_is_utf8_json_so_chinese_text_is_sent_as_is() -> None:
     assert int(sent.headers["Content-Length"]) == len(sent.body)
 
 
-def test_proxies_come_from_the_environment_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HTTPS_PROXY", "http://egress.internal:3128")
-    proxied = client()
-    monkeypatch.delenv("HTTPS_PROXY")
+def test_calls_go_through_the_configured_proxy() -> None:
+    proxied = WeChatClient(
+        Credentials(BASE, "wx_app", "s", "stable", 0.5, 0.5,
+                    proxies=(("https", "http://egress.internal:3128"),))
+    )  # fmt: skip
     with responses.RequestsMock() as mock:
         mock.post(SEND, json={"errcode": 0, "msgid": 1})
         proxied.send_template("tok", BODY)
-        # Read when the client was made: the environment is not consulted on every send.
         assert mock.calls[0].request.req_kwargs["proxies"] == {
             "https": "http://egress.internal:3128"
         }
