@@ -28,6 +28,7 @@ from notifier.queue import (
     new_message_id,
     task_payload,
 )
+from notifier.replies import text
 
 _MESSAGE = """
 local existing = redis.call('GET', KEYS[1])
@@ -123,7 +124,7 @@ class Admission:
             raise BrokerUnavailable("the message broker is unavailable") from exc
         if not existing:
             return Admitted(new_id, repeated=False)
-        digest, _, earlier_id = existing.decode().partition("|")
+        digest, _, earlier_id = text(existing).partition("|")
         if digest != args[0]:
             raise IdempotencyConflict("this webhook-id was already used with a different body")
         return Admitted(earlier_id, repeated=True)

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from notifier.record import iso
+from notifier.replies import maybe_text, text
 from notifier.state import FINAL, early_receipt, early_receipt_key, msgid_key
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
@@ -118,8 +119,7 @@ class BatchStore:
 
     def state(self, batch_id: str) -> str | None:
         """The batch's state, or None when it is unknown (or expired)."""
-        value = self._redis.hget(self._key(batch_id), "state")
-        return value.decode() if isinstance(value, bytes) else value
+        return maybe_text(self._redis.hget(self._key(batch_id), "state"))
 
     def final_indexes(self, batch_id: str, indexes: Iterable[int]) -> set[int]:
         """Those of `indexes` whose recipients reached a final state (never to be resent)."""
@@ -130,7 +130,7 @@ class BatchStore:
         return {
             index
             for index, value in zip(wanted, raw, strict=True)
-            if value is not None and _text(value).split("|", 1)[0] in FINAL
+            if value is not None and text(value).split("|", 1)[0] in FINAL
         }
 
     def record(
@@ -205,7 +205,7 @@ class BatchStore:
     def outcome(self, batch_id: str, index: int) -> Outcome | None:
         """One recipient's outcome; None while it is still queued (or unknown)."""
         raw = self._redis.hget(self._outcomes(batch_id), str(index))
-        return Outcome.decode(_text(raw)) if raw else None
+        return Outcome.decode(text(raw)) if raw else None
 
     def summary(self, batch_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any] | None:
         """Counts per status and a page of failed recipients, for the batch status API."""
@@ -216,7 +216,7 @@ class BatchStore:
         raw, failures, failed_total = pipe.execute()
         if not raw:
             return None
-        meta = {k.decode(): v.decode() for k, v in raw.items()}
+        meta = {text(k): text(v) for k, v in raw.items()}
         count = int(meta["count"])
         counts = {status: int(meta.get(f"n:{status}", 0)) for status in COUNTED}
         counts["queued"] = count - sum(counts.values())
@@ -242,7 +242,3 @@ class BatchStore:
 
     def _failures(self, batch_id: str) -> str:
         return f"{self._key(batch_id)}:failed"
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -10,6 +10,7 @@ from typing import Any
 import redis
 
 from notifier.record import MessageRecord, iso
+from notifier.replies import maybe_text, text
 from notifier.scripts import BEGIN, RECEIPT, RECORD_SENT, REQUEUE
 
 __all__ = ["MessageRecord", "MessageState", "iso"]
@@ -42,8 +43,7 @@ def early_receipt_key(prefix: str, msgid: int) -> str:
 
 def early_receipt(raw: bytes | str) -> tuple[str, str]:
     """The status and reason of a receipt kept by `MessageState.keep_early_receipt`."""
-    text = raw.decode() if isinstance(raw, bytes) else raw
-    status, _, reason = text.partition("|")
+    status, _, reason = text(raw).partition("|")
     return status, reason
 
 
@@ -74,15 +74,13 @@ class MessageState:
 
     def status(self, message_id: str) -> str | None:
         """Return the current status, or None for an unknown id."""
-        value = self._redis.hget(self._key(message_id), "status")
-        return value.decode() if isinstance(value, bytes) else value
+        return maybe_text(self._redis.hget(self._key(message_id), "status"))
 
     def begin_attempt(self, message_id: str, claim_seconds: int) -> tuple[int, str]:
         """Claim and count an attempt: (attempts, status), (0, final status) or (-1, claim TTL)."""
         keys = [self._key(message_id), f"{self._key(message_id)}:claim"]
         result, detail = self._begin(keys=keys, args=[claim_seconds, self._retention])
-        text = detail.decode() if isinstance(detail, bytes) else str(detail)
-        return int(result), text
+        return int(result), text(detail)
 
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
@@ -167,8 +165,7 @@ class MessageState:
 
     def ids(self, index: str, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids in an index (dead letters or deferred), oldest first."""
-        members = self._redis.zrange(index, offset, offset + limit - 1)
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        return [text(m) for m in self._redis.zrange(index, offset, offset + limit - 1)]
 
     def count(self, index: str, until: float | None = None) -> int:
         """How many ids an index holds (parked no later than `until`, if given)."""
@@ -179,12 +176,11 @@ class MessageState:
     def ids_until(self, index: str, until: float, limit: int) -> list[str]:
         """The oldest ids parked no later than `until`: a snapshot that re-failures don't join."""
         members = self._redis.zrangebyscore(index, "-inf", until, start=0, num=limit)
-        return [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        return [text(m) for m in members]
 
     def message_for_msgid(self, msgid: int) -> str | None:
         """The message id WeChat's msgid belongs to, for receipts."""
-        value = self._redis.get(self.msgid_key(msgid))
-        return value.decode() if isinstance(value, bytes) else value
+        return maybe_text(self._redis.get(self.msgid_key(msgid)))
 
     def msgid_key(self, msgid: int) -> str:
         """Where a WeChat msgid points to its message id."""
@@ -198,7 +194,7 @@ class MessageState:
         raw, history = pipe.execute()
         if not raw:
             return None
-        fields = {k.decode(): v.decode() for k, v in raw.items()}
+        fields = {text(k): text(v) for k, v in raw.items()}
         return MessageRecord(
             id=message_id,
             status=fields.get("status", QUEUED),

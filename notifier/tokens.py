@@ -10,6 +10,7 @@ from typing import Protocol
 import redis
 from redis.lock import Lock
 
+from notifier.replies import maybe_text
 from notifier.wechat import AccessToken
 
 log = logging.getLogger(__name__)
@@ -101,10 +102,7 @@ class TokenStore:
         self._local = (self._clock() + LOCAL_SECONDS, token)
 
     def _read(self) -> str | None:
-        value = self._redis.get(self.key)
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
+        return maybe_text(self._redis.get(self.key))
 
     def _lock(self) -> Lock:
         lock: Lock = self._redis.lock(
