@@ -23,6 +23,9 @@ broker_transport_options = {
     # (every 100 s), which would stretch a crash's redelivery past WeChat's window.
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
+    # One list per queue (no priority sub-queues: nothing here sends priorities), so an
+    # idle worker can wait on it without taking a message off it (notifier/transport.py).
+    "priority_steps": [0],
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     "socket_keepalive": True,

@@ -1,11 +1,13 @@
-"""The broker transport: kombu's Redis transport, with fewer round trips per message.
+"""The broker transport: kombu's Redis transport, with fewer round trips and no lost wake-up.
 
 kombu takes one message per BRPOP, then records it as unacknowledged in a second
 round trip (MULTI: ZADD + HSET) and acknowledges it in a third (MULTI: ZREM +
-HDEL). Under a backlog this transport takes a run of messages and records them in
-one script, atomically, and acknowledges each in one script call. The keys, their
-contents and the recovery of unacknowledged messages are kombu's own, unchanged,
-so workers on either transport can share a broker.
+HDEL). A worker killed between the BRPOP and the MULTI loses that message. Here an
+idle worker waits with BLMOVE from the queue's tail to its tail, which leaves the
+message in place; then, as under a backlog, one script takes a run of messages and
+records each as unacknowledged in the same atomic step. An ack is one script call.
+The keys, their contents and the recovery of unacknowledged messages are kombu's
+own, so workers on either transport can share a broker.
 """
 
 from __future__ import annotations
@@ -96,15 +98,18 @@ class Channel(kombu_redis.Channel):
     single-message drain. A client holds no connection of its own, only the pool, so
     one per pool is safe across threads; a new pool (after a reconnect) gets a new one.
 
-    An idle queue is still waited on with kombu's BRPOP; once that returns a message,
-    the next reads use the pull script, until it finds the queue empty.
+    An idle queue is waited on with BLMOVE (or kombu's BRPOP, for a worker of several
+    queues); once a message is there, the pull script takes it and any behind it.
     """
 
     QoS = QoS
     _shared_client: redis.Redis | None = None
     _ack: Any = None
     _backlog = False
-    _pulling = False
+    # Whether the last pull stopped at a message only kombu's BRPOP path can read.
+    _foreign = False
+    # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT".
+    _reading = "BRPOP"
     # Until when pulling is off after Redis refused the script (e.g. out of memory).
     _refused_until = 0.0
 
@@ -128,55 +133,75 @@ class Channel(kombu_redis.Channel):
         return client
 
     def _brpop_start(self, timeout: int | None = None) -> None:
-        if not self._backlog or self.global_keyprefix or time.monotonic() < self._refused_until:
-            self._pulling = False
-            super()._brpop_start(timeout)
-            return
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
-        room = self.qos.can_consume_max_estimate() or PULL_MOST
+        self._reading = self._next_read(keys)
+        if self._reading == "BRPOP":
+            super()._brpop_start(timeout)
+            return
+        if self._reading == "PULL":
+            room = self.qos.can_consume_max_estimate() or PULL_MOST
+            command = ["EVAL", PULL, 2 + len(keys), self.unacked_key, self.unacked_index_key,
+                       *keys, min(room, PULL_MOST), time.time()]  # fmt: skip
+        else:
+            # Wait for a message without taking it: it moves from the tail to the tail.
+            wait = self.brpop_timeout if timeout is None else timeout
+            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", wait or 0]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
-        self._pulling = True
-        self.client.connection.send_command(
-            "EVAL", PULL, 2 + len(keys), self.unacked_key, self.unacked_index_key, *keys,
-            min(room, PULL_MOST), time.time(),
-        )  # fmt: skip
+        self.client.connection.send_command(*command)
+
+    def _next_read(self, keys: list[str]) -> str:
+        if self.global_keyprefix or self._foreign or time.monotonic() < self._refused_until:
+            return "BRPOP"
+        if self._backlog:
+            return "PULL"
+        # BLMOVE watches one list: a worker of several queues waits with kombu's BRPOP.
+        return "WAIT" if len(keys) == 1 else "BRPOP"
 
     def _brpop_read(self, **options: Any) -> bool:
-        if not self._pulling:
+        reading, self._reading = self._reading, "BRPOP"
+        if reading == "BRPOP":
+            self._foreign = False
             got: bool = super()._brpop_read(**options)
             self._backlog = got  # a message now: more may be waiting
             return got
-        self._pulling = False
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "EVAL", **options)
+                command = "EVAL" if reading == "PULL" else "BLMOVE"
+                reply = self.client.parse_response(self.client.connection, command, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
             except redis.ResponseError as exc:
                 # Refused before it took anything (see PULL): use kombu's BRPOP a while.
-                log.warning("pulling messages by script refused (%s); using BRPOP for 60 s", exc)
+                log.warning("%s refused (%s); waiting with BRPOP for 60 s", reading, exc)
                 self._backlog, self._refused_until = False, time.monotonic() + 60
                 raise Empty() from None
-            foreign, items = reply[0], reply[1:]
-            # Empty, or stopped at a message only kombu's own path can read: BRPOP next.
-            self._backlog = bool(items) and not foreign
-            for key, item in zip(items[::2], items[1::2], strict=True):
-                dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
-                self._queue_cycle.rotate(dest)
-                message = loads(bytes_to_str(item))
-                self._recorded.add(message["properties"]["delivery_tag"])
-                self.connection._deliver(message, dest)
-            if not items:
+            if reading == "WAIT":
+                self._backlog = reply is not None  # woken: the next read pulls
                 raise Empty()
-            return True
+            return self._deliver_pulled(reply)
         finally:
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
+
+    def _deliver_pulled(self, reply: list[Any]) -> bool:
+        foreign, items = reply[0], reply[1:]
+        # Stopped at a message only kombu's own path can read: BRPOP takes it next.
+        self._foreign = bool(foreign)
+        self._backlog = bool(items)
+        for key, item in zip(items[::2], items[1::2], strict=True):
+            dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            message = loads(bytes_to_str(item))
+            self._recorded.add(message["properties"]["delivery_tag"])
+            self.connection._deliver(message, dest)
+        if not items:
+            raise Empty()
+        return True
 
 
 class Transport(kombu_redis.Transport):

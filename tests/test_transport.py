@@ -6,6 +6,7 @@ import contextlib
 import json
 import socket
 import time
+from queue import Empty
 from typing import Any
 
 import pytest
@@ -61,20 +62,30 @@ def _consume(connection: Connection, queue: Queue, ack: bool, want: int) -> list
     return got
 
 
+# As celeryconfig sets it: one list per queue, which an idle worker waits on with BLMOVE.
+ONE_LIST = {"priority_steps": [0]}
+
+
+def _calls(client: redis.Redis) -> dict[str, int]:
+    return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
+
+
+@pytest.mark.parametrize(("options", "wait"), [(ONE_LIST, "blmove"), ({}, "brpop")])
 def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
-    redis_server: RedisServer, redis_client: redis.Redis
+    redis_server: RedisServer, redis_client: redis.Redis, options: dict[str, Any], wait: str
 ) -> None:
     queue = Queue("notifier.test-pull", routing_key="notifier.test-pull")
-    with Connection(redis_server.url, transport=Transport) as connection:
+    with Connection(redis_server.url, transport=Transport, transport_options=options) as connection:
         producer = connection.Producer()
         for n in range(40):
             producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
         redis_client.config_resetstat()
         got = _consume(connection, queue, ack=False, want=40)
-        calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+        calls = _calls(redis_client)
         assert [m.payload["n"] for m in got] == list(range(40))  # in order, each once
-        # The first message came by BRPOP; the other 39 in two runs (at most 32 a run).
-        assert calls["cmdstat_brpop"] == 1 and calls["cmdstat_eval"] == 2
+        # The first read waited (BLMOVE on one list, kombu's BRPOP on several); then the
+        # backlog came in two runs (at most 32 a run). Only BRPOP takes a message itself.
+        assert calls[wait] == 1 and calls["eval"] == 2
         # Each is recorded exactly as kombu's own bookkeeping would: message, exchange, key.
         for message in got:
             raw = redis_client.hget("unacked", message.delivery_tag)
@@ -82,6 +93,29 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
             assert json.loads(raw) == [message._raw, info["exchange"], info["routing_key"]]
         assert redis_client.zcard("unacked_index") == 40
         assert redis_client.llen("notifier.test-pull") == 0
+
+
+def test_an_idle_worker_woken_by_a_message_has_not_taken_it(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """A worker killed right after its wait returns leaves the message in the queue."""
+    queue = Queue("notifier.test-wake", routing_key="notifier.test-wake")
+    with (
+        Connection(redis_server.url, transport=Transport, transport_options=ONE_LIST) as connection,
+        Consumer(connection, [queue], callbacks=[lambda body, message: None]),
+    ):
+        channel = connection.default_channel
+        connection.transport.cycle._register_BRPOP(channel)  # the worker waits
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        with pytest.raises(Empty):
+            channel._brpop_read()  # woken; this is where a kill would land
+        assert redis_client.llen("notifier.test-wake") == 3
+        assert redis_client.hlen("unacked") == 0
+        # And the wait left the queue's order as it was: first in, first out.
+        got = _consume(connection, queue, ack=True, want=3)
+        assert [m.payload["n"] for m in got] == [0, 1, 2]
 
 
 def test_an_acknowledged_message_leaves_the_unacked_set(
