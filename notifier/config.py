@@ -10,8 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 from urllib.parse import urlsplit
-
-from requests.utils import should_bypass_proxies
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # untyped, public
 
 from notifier.errors import ConfigError, SignatureError
 from notifier.ratelimit import RATE, parse_rate
@@ -149,7 +148,10 @@ def _proxies(env: Mapping[str, str], api_base: str) -> tuple[tuple[str, str], ..
     scheme = urlsplit(api_base).scheme or "https"
     proxy = get(f"{scheme}_proxy") or get("all_proxy")
     no_proxy = get("no_proxy")
-    if not proxy or (no_proxy and should_bypass_proxies(api_base, no_proxy=no_proxy)):
+    # The standard library's NO_PROXY rules, not requests': importing requests here would
+    # load urllib3's ssl before a gevent worker patches it (see tests/test_config.py).
+    host = urlsplit(api_base).hostname or ""
+    if not proxy or (no_proxy and proxy_bypass_environment(host, {"no": no_proxy})):
         return ()
     return ((scheme, proxy),)
 

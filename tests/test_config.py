@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from notifier.config import Settings, client_endpoint, client_secret, load_settings
@@ -119,3 +124,15 @@ def test_notifier_send_posts_to_notifier_url_else_this_host_and_signs_with_the_f
     assert client_endpoint({"PORT": "9000"}) == "http://127.0.0.1:9000"
     assert client_secret({"WEBHOOK_SECRET": "whsec_new whsec_old"}) == "whsec_new"
     assert client_secret({}) is None
+
+
+def test_loading_the_celery_config_imports_no_http_client() -> None:
+    """A gevent worker patches ssl after loading it: urllib3 imported sooner keeps a blocking ssl."""
+    code = "import sys, celeryconfig; print(sorted(m for m in ('urllib3', 'requests') if m in sys.modules))"
+    env = {**os.environ, "HTTPS_PROXY": "http://egress.internal:3128", "NO_PROXY": "example.com"}
+    root = Path(__file__).parents[1]
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=root, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
