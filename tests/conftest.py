@@ -75,7 +75,7 @@ class QueueView:
 
     @property
     def down(self) -> bool:
-        return self._client.type(self._queue) == b"string"
+        return bool(self._client.type(self._queue) == b"string")
 
     @down.setter
     def down(self, value: bool) -> None:

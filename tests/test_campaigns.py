@@ -137,7 +137,7 @@ def bulk(redis_client: redis.Redis, store: BatchStore) -> BulkSender:
     )
 
 
-CHUNK = {
+CHUNK: dict[str, Any] = {
     "batch": BATCH_ID,
     "template_id": "TPL",
     "data": {"k": {"value": "shared"}},
@@ -169,7 +169,9 @@ def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
         "retrying": 1,
     }
     bodies = [
-        json.loads(c.request.body) for c in responses.calls if "template/send" in c.request.url
+        json.loads(c.request.body or b"")
+        for c in responses.calls
+        if "template/send" in str(c.request.url)
     ]
     assert bodies[2]["data"] == {"k": {"value": "own"}}
     assert bodies[0]["client_msg_id"] == f"{BATCH_ID}-0"
@@ -177,8 +179,8 @@ def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
     # A redelivery of the whole chunk sends only the one still pending.
     responses.post(SEND, json={"errcode": 0, "msgid": 3})
     assert bulk.deliver(CHUNK, attempt=1, last_attempt=False) == []
-    sends = [c for c in responses.calls if "template/send" in c.request.url]
-    assert len(sends) == 5 and json.loads(sends[-1].request.body)["touser"] == "oCarol0001"
+    sends = [c for c in responses.calls if "template/send" in str(c.request.url)]
+    assert len(sends) == 5 and json.loads(sends[-1].request.body or b"")["touser"] == "oCarol0001"
     summary = store.summary(BATCH_ID)
     assert summary is not None and summary["counts"]["sent"] == 3
 

@@ -176,7 +176,12 @@ def test_answers_are_byte_for_byte_those_of_the_flask_app(
     client = create_fake_app(FakeConfig()).test_client()
     fast_token = stable_token(session, base)
     flask_token = client.post("/cgi-bin/stable_token", json=CREDENTIALS).get_json()["access_token"]
-    bodies = [b"not json", b"[]", b'{"touser": "short"}', json.dumps(message(data={"\u00e9": {}}))]
+    bodies: list[bytes | str] = [
+        b"not json",
+        b"[]",
+        b'{"touser": "short"}',
+        json.dumps(message(data={"\u00e9": {}})),
+    ]
     bodies.append(json.dumps(message()))
     for body in bodies:
         fast = session.post(

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 import requests
 from flask.testing import FlaskClient
-from werkzeug.serving import BaseWSGIServer
 
 from notifier.fake_wechat import FakeConfig, create_fake_app, server
 from notifier.fake_wechat.__main__ import main
@@ -468,10 +467,10 @@ def test_healthz(client: FlaskClient) -> None:
 
 
 def test_serve_answers_real_http(monkeypatch: pytest.MonkeyPatch) -> None:
-    servers: list[BaseWSGIServer] = []
+    servers: list[server.FakeServer] = []
     real_make = server.make_fake_server
 
-    def capture(*args: Any, **kwargs: Any) -> BaseWSGIServer:
+    def capture(*args: Any, **kwargs: Any) -> server.FakeServer:
         servers.append(real_make(*args, **kwargs))
         return servers[-1]
 

@@ -66,12 +66,12 @@ def test_a_stale_token_is_refreshed_once_and_the_message_resent_once(sender: Sen
     responses.post(SEND, json={"errcode": 40001, "errmsg": "invalid credential"})
     responses.post(SEND, json=ok())
     assert sender.deliver(PAYLOAD, last_attempt=False) == 7
-    sends = [c for c in responses.calls if "template/send" in c.request.url]
-    assert [c.request.url.rsplit("=", 1)[1] for c in sends] == ["OLD", "NEW"]
+    sends = [c for c in responses.calls if "template/send" in str(c.request.url)]
+    assert [str(c.request.url).rsplit("=", 1)[1] for c in sends] == ["OLD", "NEW"]
     forced = [
-        json.loads(c.request.body)["force_refresh"]
+        json.loads(c.request.body or b"")["force_refresh"]
         for c in responses.calls
-        if "stable" in c.request.url
+        if "stable" in str(c.request.url)
     ]
     assert forced == [False, False, True]
 
@@ -85,7 +85,7 @@ def test_a_token_refused_twice_backs_off_instead_of_looping(
     responses.post(SEND, json={"errcode": 40001, "errmsg": "invalid credential"})
     with pytest.raises(TransientError):
         sender.deliver(PAYLOAD, last_attempt=False)
-    assert len([c for c in responses.calls if "template/send" in c.request.url]) == 2
+    assert len([c for c in responses.calls if "template/send" in str(c.request.url)]) == 2
     assert state.status("m1") == "retrying"
 
 

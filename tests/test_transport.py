@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 import redis
-from kombu import Connection, Consumer, Queue
-from kombu.message import Message
+from kombu.connection import Connection
+from kombu.entity import Queue
+from kombu.messaging import Consumer
+from kombu.transport.virtual import Message
 
 from notifier.redis_server import RedisServer
 from notifier.transport import PULL, Transport

@@ -17,6 +17,7 @@ from notifier.errors import (
     PermanentError,
     TokenError,
     TransientError,
+    WeChatError,
     error_for,
 )
 from notifier.wechat import Credentials, WeChatClient
@@ -71,7 +72,7 @@ def test_send_returns_the_msgid_and_posts_the_body_with_the_token() -> None:
 @pytest.mark.parametrize(
     ("errcode", "kind"), [(40001, TokenError), (43004, PermanentError), (-1, TransientError)]
 )
-def test_send_raises_the_class_of_the_errcode(errcode: int, kind: type) -> None:
+def test_send_raises_the_class_of_the_errcode(errcode: int, kind: type[WeChatError]) -> None:
     responses.post(SEND, json={"errcode": errcode, "errmsg": "no"})
     with pytest.raises(kind) as info:
         client().send_template("T", BODY)
@@ -149,6 +150,7 @@ def test_the_body_is_utf8_json_so_chinese_text_is_sent_as_is() -> None:
     responses.post(SEND, json={"errcode": 0, "msgid": 1})
     client().send_template("tok", {**BODY, "data": {"thing1": {"value": "订单已发货"}}})
     sent = responses.calls[0].request
+    assert isinstance(sent.body, bytes)
     assert "订单已发货".encode() in sent.body
     assert sent.headers["Content-Type"] == "application/json; charset=utf-8"
     assert int(sent.headers["Content-Length"]) == len(sent.body)
@@ -162,7 +164,8 @@ def test_calls_go_through_the_configured_proxy() -> None:
     with responses.RequestsMock() as mock:
         mock.post(SEND, json={"errcode": 0, "msgid": 1})
         proxied.send_template("tok", BODY)
-        assert mock.calls[0].request.req_kwargs["proxies"] == {
+        # responses records the adapter's keyword arguments on the request it saw.
+        assert mock.calls[0].request.req_kwargs["proxies"] == {  # type: ignore[attr-defined]
             "https": "http://egress.internal:3128"
         }
 
@@ -202,4 +205,5 @@ def test_a_ca_bundle_is_used_to_verify_wechat() -> None:
     with responses.RequestsMock() as mock:
         mock.post(SEND, json={"errcode": 0, "msgid": 1})
         bundled.send_template("tok", BODY)
-        assert mock.calls[0].request.req_kwargs["verify"] == "/etc/egress-ca.pem"
+        sent = mock.calls[0].request
+        assert sent.req_kwargs["verify"] == "/etc/egress-ca.pem"  # type: ignore[attr-defined]

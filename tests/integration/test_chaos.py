@@ -88,7 +88,8 @@ def test_a_running_worker_reconnects_after_a_redis_restart(stack: Stack) -> None
     wait_for(lambda: accepting(stack), 30, "the web app to accept messages again")
     after = post_many(stack, 20, "After")
     assert_each_sent_once(stack, in_flight + after, timeout=120)
-    assert stack.processes["worker"].popen.poll() is None  # the same worker did it
+    worker = stack.processes["worker"].popen
+    assert worker is not None and worker.poll() is None  # the same worker did it
 
 
 def test_a_misbehaving_wechat_still_delivers_each_message_once(stack: Stack) -> None:
