@@ -30,12 +30,12 @@ log = logging.getLogger(__name__)
 # is recorded before it is popped, so a write Redis refuses (out of memory) leaves it
 # in its queue: a message is never out of its queue without being in the unacked set.
 # It stops at a message it cannot read, leaving it for kombu's own path.
-# Returns {stopped at such a message (0 or 1), key, message, key, message, ...}.
+# Returns {stopped at such a message (0 or 1), key, tag, message, key, tag, ...}.
 PULL = """
 local most, now = tonumber(ARGV[1]), ARGV[2]
 local out = {0}
 for i = 3, #KEYS do
-  while #out <= 2 * most do
+  while #out <= 3 * most do
     local item = redis.call('LINDEX', KEYS[i], -1)
     if not item then break end
     local ok, m = pcall(cjson.decode, item)
@@ -52,6 +52,7 @@ for i = 3, #KEYS do
       .. ',' .. cjson.encode(info['routing_key']) .. ']')
     redis.call('RPOP', KEYS[i])
     out[#out + 1] = KEYS[i]
+    out[#out + 1] = tag
     out[#out + 1] = item
   end
 end
@@ -62,6 +63,17 @@ return out
 ACK = """
 redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('HDEL', KEYS[1], ARGV[1])
+"""
+
+# Moves an unacknowledged record that cannot be delivered (Lua's JSON reader is more
+# lenient than Python's) to a list an operator can read, so it neither comes back
+# forever nor stops kombu's restore sweep at it. Returns 1 if there was a record.
+PARK = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if raw then redis.call('LPUSH', KEYS[3], raw) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return raw and 1 or 0
 """
 
 # Messages taken per round trip at most, within the prefetch room the worker has.
@@ -89,6 +101,20 @@ class QoS(kombu_redis.QoS):
         else:
             self.ack(delivery_tag)
 
+    def restore_visible(self, start: int = 0, num: int = 10, interval: int = 10) -> None:
+        try:
+            super().restore_visible(start=start, num=num, interval=interval)
+        except redis.ResponseError as exc:
+            # Out of memory, its lock cannot be written: the next sweep tries again.
+            log.warning("the sweep for unacknowledged messages was refused: %s", exc)
+
+    def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
+        try:
+            super().restore_by_tag(tag, client=client, leftmost=leftmost)
+        except (ValueError, TypeError):
+            # kombu cannot read the record back, and would stop every sweep here.
+            self.channel.park(tag)
+
 
 class Channel(kombu_redis.Channel):
     """Reuses one Redis client per pool, and pulls runs of messages under a backlog.
@@ -105,44 +131,66 @@ class Channel(kombu_redis.Channel):
     QoS = QoS
     _shared_client: redis.Redis | None = None
     _ack: Any = None
+    _park: Any = None
     _backlog = False
     # Whether the last pull stopped at a message only kombu's BRPOP path can read.
     _foreign = False
     # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT".
     _reading = "BRPOP"
-    # Until when pulling is off after Redis refused the script (e.g. out of memory).
-    _refused_until = 0.0
+    # Until when reads wait after Redis refused one (out of memory): BRPOP would take
+    # messages that kombu could then not record.
+    _paused_until = 0.0
+    # Set on a Redis without BLMOVE (before 6.2): idle workers wait with BRPOP.
+    _no_blmove = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Delivery tags the pull script recorded as unacknowledged, until kombu appends them.
         self._recorded: set[str] = set()
 
+    @property
+    def unreadable_key(self) -> str:
+        """The list of messages that could not be delivered (see PARK)."""
+        return f"{self.unacked_key}_unreadable"
+
     def forget(self, delivery_tag: str) -> None:
         """Drop an acknowledged message from the unacked set, in one round trip."""
         self._create_client()
         self._ack(keys=[self.unacked_key, self.unacked_index_key], args=[delivery_tag])
+
+    def park(self, delivery_tag: Any) -> None:
+        """Move a message that cannot be delivered out of the unacked set, and say so."""
+        self._create_client()
+        keys = [self.unacked_key, self.unacked_index_key, self.unreadable_key]
+        if self._park(keys=keys, args=[delivery_tag]):
+            log.error("message %s cannot be read; moved to the Redis list %s",
+                      bytes_to_str(delivery_tag), self.unreadable_key)  # fmt: skip
 
     def _create_client(self, asynchronous: bool = False) -> Any:
         if asynchronous:
             return super()._create_client(asynchronous=True)
         client = self._shared_client
         if client is None or client.connection_pool is not self.pool:
-            client = self._shared_client = super()._create_client()
-            self._ack = client.register_script(ACK)
+            client = super()._create_client()
+            # Scripts first: another thread may use the client once it is published.
+            self._ack, self._park = client.register_script(ACK), client.register_script(PARK)
+            self._shared_client = client
         return client
 
     def _brpop_start(self, timeout: int | None = None) -> None:
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return
+        if time.monotonic() < self._paused_until:
+            return  # nothing in flight: the loop polls again, and this is asked again
         keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
         self._reading = self._next_read(keys)
         if self._reading == "BRPOP":
             super()._brpop_start(timeout)
             return
         if self._reading == "PULL":
-            room = self.qos.can_consume_max_estimate() or PULL_MOST
+            room = self.qos.can_consume_max_estimate()
+            room = PULL_MOST if room is None else max(1, room)
             command = ["EVAL", PULL, 2 + len(keys), self.unacked_key, self.unacked_index_key,
                        *keys, min(room, PULL_MOST), time.time()]  # fmt: skip
         else:
@@ -154,12 +202,12 @@ class Channel(kombu_redis.Channel):
         self.client.connection.send_command(*command)
 
     def _next_read(self, keys: list[str]) -> str:
-        if self.global_keyprefix or self._foreign or time.monotonic() < self._refused_until:
+        if self.global_keyprefix or self._foreign:
             return "BRPOP"
         if self._backlog:
             return "PULL"
         # BLMOVE watches one list: a worker of several queues waits with kombu's BRPOP.
-        return "WAIT" if len(keys) == 1 else "BRPOP"
+        return "WAIT" if len(keys) == 1 and not self._no_blmove else "BRPOP"
 
     def _brpop_read(self, **options: Any) -> bool:
         reading, self._reading = self._reading, "BRPOP"
@@ -176,9 +224,7 @@ class Channel(kombu_redis.Channel):
                 self.client.connection.disconnect()
                 raise
             except redis.ResponseError as exc:
-                # Refused before it took anything (see PULL): use kombu's BRPOP a while.
-                log.warning("%s refused (%s); waiting with BRPOP for 60 s", reading, exc)
-                self._backlog, self._refused_until = False, time.monotonic() + 60
+                self._refused(reading, exc)
                 raise Empty() from None
             if reading == "WAIT":
                 self._backlog = reply is not None  # woken: the next read pulls
@@ -188,17 +234,35 @@ class Channel(kombu_redis.Channel):
             self._in_poll = None  # type: ignore[assignment]
             self._flush_brpop_reauth()
 
+    def _refused(self, reading: str, exc: redis.ResponseError) -> None:
+        """Redis refused the pull or the wait; neither took anything (see PULL)."""
+        self._backlog = False
+        if reading == "WAIT" and "unknown command" in str(exc).lower():
+            log.warning("this Redis has no BLMOVE (it needs 6.2): idle workers use BRPOP")
+            self._no_blmove = True
+            return
+        if time.monotonic() >= self._paused_until + 5:  # one line per episode, not per second
+            log.warning("Redis refused %s (%s); nothing taken, trying every second", reading, exc)
+        self._paused_until = time.monotonic() + 1
+
     def _deliver_pulled(self, reply: list[Any]) -> bool:
         foreign, items = reply[0], reply[1:]
         # Stopped at a message only kombu's own path can read: BRPOP takes it next.
         self._foreign = bool(foreign)
         self._backlog = bool(items)
-        for key, item in zip(items[::2], items[1::2], strict=True):
+        for key, tag, item in zip(items[::3], items[1::3], items[2::3], strict=True):
             dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            message = loads(bytes_to_str(item))
-            self._recorded.add(message["properties"]["delivery_tag"])
-            self.connection._deliver(message, dest)
+            self._recorded.add(bytes_to_str(tag))
+            try:
+                self.connection._deliver(loads(bytes_to_str(item)), dest)
+            except Exception:
+                # Recorded but not deliverable: it would come back after every visibility
+                # timeout. The rest of the run is delivered all the same.
+                log.exception("delivering a message from %s failed", dest)
+                self.park(tag)
+            finally:
+                self._recorded.discard(bytes_to_str(tag))
         if not items:
             raise Empty()
         return True

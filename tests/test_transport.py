@@ -47,7 +47,9 @@ def test_messages_are_delivered_and_acknowledged(redis_server: RedisServer) -> N
         queue.close()
 
 
-def _consume(connection: Connection, queue: Queue, ack: bool, want: int) -> list[Message]:
+def _consume(
+    connection: Connection, queue: Queue, ack: bool, want: int, seconds: float = 10
+) -> list[Message]:
     """Messages delivered to a consumer through the poller (the path a worker's loop uses)."""
     got: list[Message] = []
 
@@ -57,7 +59,7 @@ def _consume(connection: Connection, queue: Queue, ack: bool, want: int) -> list
             message.ack()
 
     with Consumer(connection, [queue], callbacks=[receive], prefetch_count=want):
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + seconds
         while len(got) < want and time.monotonic() < deadline:
             with contextlib.suppress(socket.timeout):
                 connection.drain_events(timeout=1)
@@ -162,7 +164,7 @@ def test_pulling_stops_at_a_message_only_kombu_can_read(redis_client: redis.Redi
     )  # fmt: skip
     redis_client.lpush("q", good, "not json", good.replace("t1", "t2"))  # popped from the right
     reply = _pull(redis_client, "q", 10)
-    assert reply == [1, b"q", good.encode()]
+    assert reply == [1, b"q", b"t1", good.encode()]
     assert redis_client.lrange("q", 0, -1) == [good.replace("t1", "t2").encode(), b"not json"]
     assert redis_client.hkeys("unacked") == [b"t1"]
 
@@ -184,3 +186,89 @@ def test_a_refused_write_takes_nothing(redis_client: redis.Redis) -> None:
     finally:
         redis_client.config_set("maxmemory", 0)
     assert redis_client.llen("q") == 1 and redis_client.hlen("unacked") == 0
+
+
+def _envelope(tag: str, body: str, encoding: str = "utf-8") -> str:
+    """A message as kombu stores it, with its body as given (not encoded)."""
+    properties = {"delivery_tag": tag, "body_encoding": encoding,
+                  "delivery_info": {"exchange": "", "routing_key": "notifier.test-bad"}}  # fmt: skip
+    return json.dumps({"body": body, "content-type": "application/json",
+                       "content-encoding": "utf-8", "headers": {}, "properties": properties})  # fmt: skip
+
+
+def test_messages_that_cannot_be_delivered_are_parked_and_the_rest_go_on(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-bad", routing_key="notifier.test-bad")
+    good = [_envelope(f"g{n}", json.dumps({"n": n})) for n in range(4)]
+    # Lua's JSON reader takes a raw tab inside a string; Python's does not.
+    tab = _envelope("tab", "x").replace('"x"', '"a' + chr(9) + 'b"')
+    badbody = _envelope("b64", "!!not base64!!", encoding="base64")
+    # Popped from the right: good0, tab, good1, badbody, good2, good3.
+    redis_client.lpush("notifier.test-bad", good[0], tab, good[1], badbody, good[2], good[3])
+    with Connection(
+        redis_server.url, transport=Transport, transport_options=ONE_LIST
+    ) as connection:
+        got = _consume(connection, queue, ack=True, want=4)
+        assert sorted(m.payload["n"] for m in got) == [0, 1, 2, 3]
+        records = redis_client.lrange("unacked_unreadable", 0, -1)
+        parked = [json.loads(raw, strict=False)[0] for raw in records]
+        assert sorted(p["properties"]["delivery_tag"] for p in parked) == ["b64", "tab"]
+        # Nothing is left to come back after the visibility timeout.
+        assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+
+
+def test_the_restore_sweep_parks_a_record_it_cannot_read_and_restores_the_rest(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-sweep", routing_key="notifier.test-sweep")
+    with Connection(
+        redis_server.url, transport=Transport,
+        transport_options={**ONE_LIST, "visibility_timeout": 0},
+    ) as connection:  # fmt: skip
+        producer = connection.Producer()
+        for n in range(2):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        assert len(_consume(connection, queue, ack=False, want=2)) == 2
+        redis_client.hset("unacked", "broken", "[not json")
+        redis_client.zadd("unacked_index", {"broken": 1})
+        connection.default_channel.qos.restore_visible(num=10, interval=1)
+        assert redis_client.llen("notifier.test-sweep") == 2
+        assert redis_client.lrange("unacked_unreadable", 0, -1) == [b"[not json"]
+        assert redis_client.hlen("unacked") == 0
+
+
+def test_out_of_memory_nothing_is_taken_and_work_resumes_after(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-oom", routing_key="notifier.test-oom")
+    got: list[int] = []
+
+    def drain(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and len(got) < 3:
+            with contextlib.suppress(socket.timeout):
+                connection.drain_events(timeout=0.5)
+
+    with Connection(
+        redis_server.url, transport=Transport, transport_options=ONE_LIST
+    ) as connection:
+        producer = connection.Producer()
+        for n in range(3):
+            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+
+        def receive(body: Any, message: Message) -> None:
+            got.append(body["n"])
+            message.ack()
+
+        with Consumer(connection, [queue], callbacks=[receive], prefetch_count=3):
+            redis_client.config_set("maxmemory", 1)
+            try:
+                drain(2.5)
+                assert got == []
+                assert redis_client.llen("notifier.test-oom") == 3  # kombu's BRPOP takes them
+                assert redis_client.hlen("unacked") == 0
+            finally:
+                redis_client.config_set("maxmemory", 0)
+            drain(10)
+    assert got == [0, 1, 2]
