@@ -47,6 +47,13 @@ def test_messages_are_delivered_and_acknowledged(redis_server: RedisServer) -> N
         queue.close()
 
 
+def _publish(connection: Connection, queue: Queue, count: int) -> None:
+    """Publish {"n": 0} .. {"n": count - 1} to the queue, in order."""
+    producer = connection.Producer()
+    for n in range(count):
+        producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+
+
 def _consume(
     connection: Connection, queue: Queue, ack: bool, want: int, seconds: float = 10
 ) -> list[Message]:
@@ -80,9 +87,7 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
 ) -> None:
     queue = Queue("notifier.test-pull", routing_key="notifier.test-pull")
     with Connection(redis_server.url, transport=Transport, transport_options=options) as connection:
-        producer = connection.Producer()
-        for n in range(40):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 40)
         redis_client.config_resetstat()
         got = _consume(connection, queue, ack=False, want=40)
         calls = _calls(redis_client)
@@ -110,9 +115,7 @@ def test_an_idle_worker_woken_by_a_message_has_not_taken_it(
     ):
         channel = connection.default_channel
         connection.transport.cycle._register_BRPOP(channel)  # the worker waits
-        producer = connection.Producer()
-        for n in range(3):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 3)
         with pytest.raises(Empty):
             channel._brpop_read()  # woken; this is where a kill would land
         assert redis_client.llen("notifier.test-wake") == 3
@@ -127,9 +130,7 @@ def test_an_acknowledged_message_leaves_the_unacked_set(
 ) -> None:
     queue = Queue("notifier.test-ack", routing_key="notifier.test-ack")
     with Connection(redis_server.url, transport=Transport) as connection:
-        producer = connection.Producer()
-        for n in range(5):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 5)
         assert len(_consume(connection, queue, ack=True, want=5)) == 5
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
@@ -141,9 +142,7 @@ def test_a_pulled_message_whose_worker_died_comes_back(
     with Connection(
         redis_server.url, transport=Transport, transport_options={"visibility_timeout": 0}
     ) as connection:
-        producer = connection.Producer()
-        for n in range(3):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 3)
         got = _consume(connection, queue, ack=False, want=3)
         assert len(got) == 3
         # What another worker's restore sweep does once the visibility timeout has passed.
@@ -226,9 +225,7 @@ def test_the_restore_sweep_parks_a_record_it_cannot_read_and_restores_the_rest(
         redis_server.url, transport=Transport,
         transport_options={**ONE_LIST, "visibility_timeout": 0},
     ) as connection:  # fmt: skip
-        producer = connection.Producer()
-        for n in range(2):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 2)
         assert len(_consume(connection, queue, ack=False, want=2)) == 2
         redis_client.hset("unacked", "broken", "[not json")
         redis_client.zadd("unacked_index", {"broken": 1})
@@ -253,9 +250,7 @@ def test_out_of_memory_nothing_is_taken_and_work_resumes_after(
     with Connection(
         redis_server.url, transport=Transport, transport_options=ONE_LIST
     ) as connection:
-        producer = connection.Producer()
-        for n in range(3):
-            producer.publish({"n": n}, routing_key=queue.routing_key, declare=[queue])
+        _publish(connection, queue, 3)
 
         def receive(body: Any, message: Message) -> None:
             got.append(body["n"])
