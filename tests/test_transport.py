@@ -135,22 +135,6 @@ def test_an_acknowledged_message_leaves_the_unacked_set(
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
-def test_a_pulled_message_whose_worker_died_comes_back(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
-    queue = Queue("notifier.test-restore", routing_key="notifier.test-restore")
-    with Connection(
-        redis_server.url, transport=Transport, transport_options={"visibility_timeout": 0}
-    ) as connection:
-        _publish(connection, queue, 3)
-        got = _consume(connection, queue, ack=False, want=3)
-        assert len(got) == 3
-        # What another worker's restore sweep does once the visibility timeout has passed.
-        connection.default_channel.qos.restore_visible(num=10, interval=1)
-        assert redis_client.llen("notifier.test-restore") == 3
-        assert redis_client.hlen("unacked") == 0
-
-
 def _pull(client: redis.Redis, queue: str, most: int) -> list[Any]:
     reply: list[Any] = client.eval(PULL, 3, "unacked", "unacked_index", queue, most, time.time())
     return reply
@@ -217,20 +201,22 @@ def test_messages_that_cannot_be_delivered_are_parked_and_the_rest_go_on(
         assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
-def test_the_restore_sweep_parks_a_record_it_cannot_read_and_restores_the_rest(
-    redis_server: RedisServer, redis_client: redis.Redis
+@pytest.mark.parametrize("options", [ONE_LIST, {}])
+def test_a_sweep_restores_pulled_messages_whose_worker_died_and_parks_what_it_cannot_read(
+    redis_server: RedisServer, redis_client: redis.Redis, options: dict[str, Any]
 ) -> None:
     queue = Queue("notifier.test-sweep", routing_key="notifier.test-sweep")
     with Connection(
         redis_server.url, transport=Transport,
-        transport_options={**ONE_LIST, "visibility_timeout": 0},
+        transport_options={**options, "visibility_timeout": 0},
     ) as connection:  # fmt: skip
-        _publish(connection, queue, 2)
-        assert len(_consume(connection, queue, ack=False, want=2)) == 2
+        _publish(connection, queue, 3)
+        assert len(_consume(connection, queue, ack=False, want=3)) == 3
         redis_client.hset("unacked", "broken", "[not json")
         redis_client.zadd("unacked_index", {"broken": 1})
+        # What another worker's restore sweep does once the visibility timeout has passed.
         connection.default_channel.qos.restore_visible(num=10, interval=1)
-        assert redis_client.llen("notifier.test-sweep") == 2
+        assert redis_client.llen("notifier.test-sweep") == 3
         assert redis_client.lrange("unacked_unreadable", 0, -1) == [b"[not json"]
         assert redis_client.hlen("unacked") == 0
 
