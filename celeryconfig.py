@@ -6,7 +6,8 @@ from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TAS
 _settings = current()
 
 broker_url = _settings.redis_url
-# kombu's Redis transport with one client reused for acks (see notifier/transport.py).
+# kombu's Redis transport with fewer round trips per message and a wait that takes
+# nothing off the queue (see notifier/transport.py).
 broker_transport = "notifier.transport:Transport"
 broker_connection_retry_on_startup = True
 # Fail a publish fast when Redis is away, so the intake answers 503, not a hang.

@@ -84,9 +84,7 @@ class QoS(kombu_redis.QoS):
     """Skips the bookkeeping round trip for messages the pull script recorded already."""
 
     def append(self, message: Any, delivery_tag: str) -> None:
-        recorded = self.channel._recorded
-        if delivery_tag in recorded:
-            recorded.discard(delivery_tag)
+        if delivery_tag in self.channel._recorded:
             virtual.QoS.append(self, message, delivery_tag)
         else:
             super().append(message, delivery_tag)
@@ -250,10 +248,11 @@ class Channel(kombu_redis.Channel):
         # Stopped at a message only kombu's own path can read: BRPOP takes it next.
         self._foreign = bool(foreign)
         self._backlog = bool(items)
-        for key, tag, item in zip(items[::3], items[1::3], items[2::3], strict=True):
+        for key, raw_tag, item in zip(items[::3], items[1::3], items[2::3], strict=True):
             dest = bytes_to_str(key).rsplit(self.sep, 1)[0]
             self._queue_cycle.rotate(dest)
-            self._recorded.add(bytes_to_str(tag))
+            tag = bytes_to_str(raw_tag)
+            self._recorded.add(tag)  # for QoS.append, during this delivery only
             try:
                 self.connection._deliver(loads(bytes_to_str(item)), dest)
             except Exception:
@@ -262,7 +261,7 @@ class Channel(kombu_redis.Channel):
                 log.exception("delivering a message from %s failed", dest)
                 self.park(tag)
             finally:
-                self._recorded.discard(bytes_to_str(tag))
+                self._recorded.discard(tag)
         if not items:
             raise Empty()
         return True
