@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import sys
@@ -209,6 +210,13 @@ _register_operator_commands()
     help="Greenlets per campaign worker.",
 )
 @click.option("--processes", type=int, default=4, show_default=True, help="Workers per queue.")
+@click.option(
+    "--phase",
+    "phases",
+    multiple=True,
+    type=click.Choice(["fake", "ingest", "single", "bulk", "latency"]),
+    help="Run only this phase (repeatable), e.g. to compare two versions quickly. Default: all.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--smoke", is_flag=True, help="Tiny counts: check that the benchmark runs.")
 def bench(
@@ -219,13 +227,14 @@ def bench(
     concurrency: int,
     bulk_concurrency: int,
     processes: int,
+    phases: tuple[str, ...],
     as_json: bool,
     smoke: bool,
 ) -> None:
     """Start the stack against a fake WeChat with latency and measure it in one run."""
     import tempfile
 
-    from notifier.bench import run
+    from notifier.bench import PHASES, run
     from notifier.benchstack import BenchConfig
     from notifier.report import table
 
@@ -252,5 +261,6 @@ def bench(
             processes=processes,
         )
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:
-        results = run(Path(home), config, echo=lambda line: click.echo(line, err=True))
+        echo = functools.partial(click.echo, err=True)
+        results = run(Path(home), config, echo=echo, phases=phases or PHASES)
     click.echo(json.dumps(results, indent=2) if as_json else table(results, config))

@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from notifier.bench import PHASES
+from notifier.cli import bench as bench_command
+
 
 def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     result = subprocess.run(
@@ -35,6 +38,21 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     assert isinstance(report["redis_bytes_per_recipient"], int | float)
     assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
     assert report["machine"]["cores"] >= 1
+
+
+def test_one_phase_runs_alone_and_the_cli_offers_every_phase() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notifier", "bench", "--smoke", "--json", "--phase", "single"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["single_delivered_per_s"] > 0
+    assert "bulk_delivered_per_s" not in report and "ingest_ratio" not in report
+    option = next(p for p in bench_command.params if p.name == "phases")
+    assert tuple(option.type.choices) == PHASES  # type: ignore[attr-defined]
 
 
 def test_the_memory_measure_runs_and_reports_each_key() -> None:
