@@ -94,7 +94,9 @@ class Admission:
         message_id = new_message_id()
         now = round(self._clock(), 3)
         entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
-        envelope = task_message(SEND_TASK, [task_payload(message_id, message)], MESSAGES_QUEUE)
+        # The message id names the task too, so Flower shows the id the status API knows.
+        payload = [task_payload(message_id, message)]
+        envelope = task_message(SEND_TASK, payload, MESSAGES_QUEUE, task_id=message_id)
         key = f"{self._prefix}:msg:{message_id}"
         keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE]
         args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,

@@ -9,6 +9,7 @@ and costs a fraction of a publish through the full client stack.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import socket
@@ -17,18 +18,44 @@ from typing import Any
 
 # Celery's message protocol 2, as its Redis transport stores it.
 _ORIGIN = f"notifier@{socket.gethostname()}"
+_EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+# The parts of an envelope that change per message, each a JSON value in the template.
+_SLOTS = ("body", "task_id", "argsrepr")
 
 
-def task_message(task: str, args: list[Any], queue: str) -> str:
-    """The JSON envelope a worker will read for `task(*args)` from `queue`."""
-    task_id = str(uuid.uuid4())
-    body = json.dumps(
-        [args, {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}],
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-    envelope = {
-        "body": base64.b64encode(body.encode()).decode(),
+def task_message(task: str, args: list[Any], queue: str, task_id: str | None = None) -> str:
+    """The JSON envelope a worker will read for `task(*args)` from `queue`.
+
+    `task_id` (a fresh UUID when not given) names the task in Flower and doubles as
+    the delivery tag, so it must be unique to this envelope.
+    """
+    body = json.dumps([args, {}, _EMBED], separators=(",", ":"), ensure_ascii=False)
+    return _template(task, queue, os.getpid()) % {
+        "body": json.dumps(base64.b64encode(body.encode()).decode()),
+        "task_id": json.dumps(task_id or str(uuid.uuid4())),
+        "argsrepr": json.dumps(_summary(args)),
+    }
+
+
+@functools.cache
+def _template(task: str, queue: str, pid: int) -> str:
+    """The envelope as JSON text with a %-slot for each per-message part.
+
+    Everything else is the same for every envelope of a task and queue, so it is
+    encoded once per process instead of once per message.
+    """
+    envelope = _envelope(task, queue, pid, **{name: f"@@{name}@@" for name in _SLOTS})
+    text = json.dumps(envelope, separators=(",", ":")).replace("%", "%%")
+    for name in _SLOTS:
+        text = text.replace(f'"@@{name}@@"', f"%({name})s")
+    return text
+
+
+def _envelope(
+    task: str, queue: str, pid: int, body: str, task_id: str, argsrepr: str
+) -> dict[str, Any]:
+    return {
+        "body": body,
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
@@ -44,9 +71,9 @@ def task_message(task: str, args: list[Any], queue: str) -> str:
             "timelimit": [None, None],
             "root_id": task_id,
             "parent_id": None,
-            "argsrepr": _summary(args),
+            "argsrepr": argsrepr,
             "kwargsrepr": "{}",
-            "origin": f"{_ORIGIN}:{os.getpid()}",
+            "origin": f"{_ORIGIN}:{pid}",
             "ignore_result": True,
         },
         "properties": {
@@ -56,10 +83,9 @@ def task_message(task: str, args: list[Any], queue: str) -> str:
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": task_id,
         },
     }
-    return json.dumps(envelope, separators=(",", ":"))
 
 
 def task_args(raw: bytes | str) -> tuple[str, list[Any]]:
