@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class Admission:
         self._retention = retention
         self._prefix = prefix
         self._clock = clock
+        self._pool = client.connection_pool
+        self._held = threading.local()
         self._message = client.register_script(_MESSAGE)
         self._batch = client.register_script(_BATCH)
 
@@ -121,7 +124,13 @@ class Admission:
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
         try:
-            existing = script(keys=keys, args=args)
+            try:
+                existing = script(keys=keys, args=args, client=self._connection())
+            except redis.ConnectionError:
+                # A held connection learns of a Redis restart on its next use, and is then
+                # reopened. Running the script again is safe: a copy that did run before the
+                # connection broke is found by its idempotency key, not admitted twice.
+                existing = script(keys=keys, args=args, client=self._connection())
         except redis.RedisError as exc:
             raise BrokerUnavailable("the message broker is unavailable") from exc
         if not existing:
@@ -130,6 +139,20 @@ class Admission:
         if digest != args[0]:
             raise IdempotencyConflict("this webhook-id was already used with a different body")
         return Admitted(earlier_id, repeated=True)
+
+    def _connection(self) -> redis.Redis:
+        """This thread's own connection, held between requests.
+
+        A connection checked out of the pool per command is first probed for stray
+        data: three more system calls on every request, for a check a held
+        connection does not need.
+        """
+        held: redis.Redis | None = getattr(self._held, "client", None)
+        if held is None:
+            held = self._held.client = redis.Redis(
+                connection_pool=self._pool, single_connection_client=True
+            )
+        return held
 
     def _idem_key(self, webhook_id: str) -> str:
         return f"{self._prefix}:idem:{hashlib.sha256(webhook_id.encode()).hexdigest()[:32]}"

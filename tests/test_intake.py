@@ -174,6 +174,35 @@ def test_redis_unreachable_gets_503(settings: Settings, broker: QueueView) -> No
     assert broker.published == []
 
 
+def test_a_connection_dropped_by_redis_is_reopened_without_a_503(
+    client: FlaskClient, broker: QueueView, redis_client: redis.Redis
+) -> None:
+    assert client.post("/v1/messages", **signed(GOOD, msg_id="m1")).status_code == 202
+    redis_client.client_kill_filter(_type="normal", skipme=True)  # as a Redis restart does
+    assert client.post("/v1/messages", **signed(GOOD, msg_id="m2")).status_code == 202
+    assert len(broker.published) == 2
+
+
+def test_a_reply_lost_after_the_script_ran_admits_the_message_once(
+    client: FlaskClient, broker: QueueView
+) -> None:
+    admission = client.application.extensions["notifier"].admission
+    script, calls = admission._message, []
+
+    def ran_then_lost(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        answer = script(**kwargs)
+        if len(calls) == 1:
+            raise redis.ConnectionError("Connection closed by server.")
+        return answer
+
+    admission._message = ran_then_lost
+    response = client.post("/v1/messages", **signed(GOOD))
+    assert response.status_code == 202
+    assert [m["id"] for m in broker.published] == [response.get_json()["id"]]
+    assert len(calls) == 2
+
+
 def test_unknown_routes_and_methods_are_problems(client: FlaskClient) -> None:
     assert client.get("/nope").status_code == 404
     response = client.get("/v1/messages")
