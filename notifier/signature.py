@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from notifier.errors import SignatureError
 
 TOLERANCE_SECONDS = 5 * 60
+# The request headers a signature covers or carries.
+HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _PREFIX = "whsec_"
 
 
