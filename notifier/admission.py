@@ -3,7 +3,8 @@
 One Lua script per request either finds the `webhook-id` already used (and says
 for which message) or pushes the task and records the message together; the push
 comes first, so a failing write leaves nothing behind. Nothing is
-half-accepted: a 202 means all of it is in Redis, a 503 means none of it is.
+half-accepted: a 202 means all of it is in Redis; after a 503, a retry with the same
+`webhook-id` finds whatever was stored, so nothing is queued twice.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Admission:
 
         Raises:
             IdempotencyConflict: the webhook-id was used with another body.
-            BrokerUnavailable: Redis could not be reached; nothing was queued.
+            BrokerUnavailable: Redis could not be reached, or its answer was lost.
         """
         message_id = new_message_id()
         now = round(self._clock(), 3)
@@ -111,7 +112,7 @@ class Admission:
 
         Raises:
             IdempotencyConflict: the webhook-id was used with another body.
-            BrokerUnavailable: Redis could not be reached; nothing was queued.
+            BrokerUnavailable: Redis could not be reached, or its answer was lost.
         """
         batch_id = new_message_id()
         chunks = chunk_payloads(batch_id, batch)

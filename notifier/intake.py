@@ -58,7 +58,9 @@ def accept(
         return problem(409, str(exc))
     except BrokerUnavailable:
         log.warning("redis unavailable: request refused with 503")
-        return problem(503, "the message queue is unavailable; nothing was queued, try again")
+        return problem(
+            503, "the message queue is unavailable; retry with the same webhook-id and body"
+        )
     # Serialised directly: the app's JSON provider costs twice as much for two fields.
     return Response(json.dumps(answer(admitted.id)), 202, mimetype="application/json")
 
