@@ -146,7 +146,8 @@ class Admission:
 
         A connection checked out of the pool per command is first probed for stray
         data: three more system calls on every request, for a check a held
-        connection does not need.
+        connection does not need. This assumes long-lived threads, as gunicorn's gthread
+        workers have; under greenlets it would open a client per request.
         """
         held: redis.Redis | None = getattr(self._held, "client", None)
         if held is None:

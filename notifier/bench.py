@@ -82,8 +82,8 @@ class Bench(BenchStack):
             extra += ["--signed", self.secret]
         rate = self._load(url, extra, seconds)
         if kind == "signed":
-            # Nothing consumes the load's messages. Left queued, they grew the dataset by
-            # about 1.5 KB each, and rewriting that AOF slowed whichever run came next.
+            # Nothing consumes the load's messages. Left queued, their task envelopes (about
+            # 1.1 KB each) grew the dataset, and rewriting that AOF slowed the next runs.
             self.client().delete(MESSAGES_QUEUE)
         return rate
 

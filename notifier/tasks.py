@@ -76,7 +76,7 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     except AlreadyClaimed as exc:
         # Another copy is being sent (or its worker died holding the claim): look again
         # when the claim has expired, as a fresh task so no retry is spent.
-        self.apply_async((payload,), countdown=exc.retry_in)
+        self.apply_async((payload,), countdown=exc.retry_in, task_id=self.request.id)
         return None
     except TransientError as exc:
         if last_attempt:

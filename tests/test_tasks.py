@@ -10,6 +10,7 @@ import redis
 
 from notifier import tasks
 from notifier.errors import PermanentError, RetriesExhausted
+from notifier.sender import AlreadyClaimed
 from notifier.state import MessageState
 
 
@@ -52,3 +53,21 @@ def test_an_unexpected_failure_of_a_chunk_settles_its_recipients(services: Simpl
     tasks.send_chunk.on_failure(RetriesExhausted(-1, "busy"), "t2", (chunk,), {}, None)
     assert len(services.bulk.settled) == 1
     assert services.bulk.settled[0][:3] == (chunk, "dead", -1004)
+
+
+def test_a_message_claimed_elsewhere_is_looked_at_again_under_its_own_task_id(
+    services: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Claimed:
+        def deliver(self, payload: dict[str, Any], last_attempt: bool) -> int:
+            raise AlreadyClaimed(30)
+
+    services.sender = Claimed()
+    later: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(tasks.send_template, "apply_async", lambda *a, **kw: later.append((a, kw)))
+    tasks.send_template.push_request(id="m1", retries=0)
+    try:
+        assert tasks.send_template.run({"id": "m1"}) is None
+    finally:
+        tasks.send_template.pop_request()
+    assert later == [((({"id": "m1"},),), {"countdown": 30, "task_id": "m1"})]
