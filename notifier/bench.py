@@ -25,7 +25,7 @@ from notifier.measures import wait as _wait
 from notifier.queue import MESSAGES_QUEUE
 
 # Signed and trivial runs, side by side; the median pair's ratio is the result. Single
-# pairs ranged from 0.46 to 0.60 within one run on this project's 2-core VMs, so five.
+# pairs ranged from 0.43 to 0.60 within one run on this project's 2-core VMs, so five.
 INGEST_PAIRS = 5
 
 
