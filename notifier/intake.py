@@ -71,8 +71,9 @@ def read_body(limit: int) -> bytes:
     if length is not None and length <= limit:
         # One read of exactly the declared size, past the layers a body of unknown size needs.
         return bytes(request.environ["wsgi.input"].read(length))
+    # Read even when too long, so the connection stays usable for the client's next request.
     body = request.get_data(cache=True)
-    if request.content_length is None and len(body) > limit:
+    if length is None and len(body) > limit:
         request.stream.read(1)  # past the limit: raises RequestEntityTooLarge
     if len(body) > limit:
         raise RequestEntityTooLarge()

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from notifier.client import template_message
 from tests.integration.conftest import Stack, wait_for
 
 
@@ -71,3 +72,11 @@ def test_a_permanent_error_is_one_attempt(stack: Stack, touser: str, errcode: in
     after = stack.fake("GET", "/_fake/stats")["errors_by_code"].get(str(errcode), 0)
     assert after - before == 1
     assert stack.deliveries_of([message_id]) == {message_id: 0}
+
+
+def test_a_body_refused_as_too_long_leaves_the_connection_usable(stack: Stack) -> None:
+    client = stack.client()  # one session: the second request reuses the connection
+    too_long = template_message("oLongFollower1", "TPL_IT", {"thing1": "x" * 70_000})
+    assert client.post_message(too_long).status_code == 413
+    after = client.post_message(template_message("oLongFollower1", "TPL_IT", {"thing1": "ok"}))
+    assert after.status_code == 202, after.text
