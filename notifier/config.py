@@ -145,12 +145,13 @@ def _proxies(env: Mapping[str, str], api_base: str) -> tuple[tuple[str, str], ..
     def get(name: str) -> str:
         return (env.get(name.lower(), "") or env.get(name.upper(), "")).strip()
 
-    scheme = urlsplit(api_base).scheme or "https"
+    base = urlsplit(api_base)
+    scheme = base.scheme or "https"
     proxy = get(f"{scheme}_proxy") or get("all_proxy")
     no_proxy = get("no_proxy")
     # The standard library's NO_PROXY rules, not requests': importing requests here would
     # load urllib3's ssl before a gevent worker patches it (see tests/test_config.py).
-    host = urlsplit(api_base).hostname or ""
+    host = base.hostname or ""
     if not proxy or (no_proxy and proxy_bypass_environment(host, {"no": no_proxy})):
         return ()
     return ((scheme, proxy),)
