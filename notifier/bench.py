@@ -16,6 +16,7 @@ import requests
 from notifier.benchstack import BenchConfig, BenchStack
 from notifier.client import NotifierClient, template_message
 from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET
+from notifier.measures import children_cpu_seconds as _children_cpu
 from notifier.measures import machine
 from notifier.measures import peak_mb as _peak_mb
 from notifier.measures import peak_mb_pid as _peak_mb_pid
@@ -38,11 +39,12 @@ class Bench(BenchStack):
         grant = {"grant_type": "client_credential", "appid": DEV_APP_ID, "secret": DEV_APP_SECRET}
         token = requests.post(f"{self.wechat}/cgi-bin/stable_token", json=grant, timeout=5).json()
         url = f"{self.wechat}/cgi-bin/message/template/send?access_token={token['access_token']}"
-        rate = self._load(url, ["--wechat", "--connections", "256"])
+        rate = self._load(url, ["--wechat", "--connections", "256"])["rate"]
         self.results["fake_sends_per_s"] = rate
         self.echo(f"fake WeChat alone: {rate:.0f} sends/s with 256 connections")
 
-    def _load(self, url: str, extra: list[str], seconds: float | None = None) -> float:
+    def _load(self, url: str, extra: list[str], seconds: float | None = None) -> dict[str, float]:
+        """Run the load generator: its requests, rate and the CPU seconds it used itself."""
         args = [
             sys.executable,
             "-m",
@@ -51,21 +53,27 @@ class Bench(BenchStack):
             "--seconds",
             str(seconds or self.config.seconds),
         ]
+        before = _children_cpu()
         out = subprocess.run([*args, *extra], capture_output=True, text=True, check=True)
-        return float(json.loads(out.stdout)["rate"])
+        result: dict[str, float] = json.loads(out.stdout)
+        return {**result, "cpu": _children_cpu() - before}
 
     def ingest(self) -> None:
         """Signed intake against a trivial endpoint of the same server, in adjacent pairs.
 
         The machine's speed drifts within seconds, so each signed run is compared with
         the trivial run beside it, in alternating order, and the median pair is reported.
+        The CPU each side spends per request is summed over the measured runs: the load
+        generator shares the cores, and its cost, nearly the same for both kinds, pulls
+        the rate ratio towards 1. The server's own CPU ratio is free of that.
         """
         for kind in ("trivial", "signed"):  # unmeasured: the first requests warm up each thread
             self._ingest_run(kind, seconds=min(1.0, self.config.seconds))
+        spent: dict[str, dict[str, float]] = {"trivial": {}, "signed": {}}
         pairs: list[tuple[float, float]] = []
         for n in range(INGEST_PAIRS):
             order = ("trivial", "signed") if n % 2 == 0 else ("signed", "trivial")
-            rates = {kind: self._ingest_run(kind) for kind in order}
+            rates = {kind: self._ingest_run(kind, spent=spent[kind]) for kind in order}
             pairs.append((rates["signed"] / rates["trivial"], rates["signed"]))
         ratio, signed = sorted(pairs)[len(pairs) // 2]
         self.results.update(
@@ -74,18 +82,44 @@ class Bench(BenchStack):
         ratios = ", ".join(f"{r:.2f}" for r, _ in pairs)
         self.echo(f"ingest: signed {signed:.0f} req/s, trivial {signed / ratio:.0f} req/s "
                   f"(median of pairs {ratios})")  # fmt: skip
+        self._ingest_cpu(spent)
 
-    def _ingest_run(self, kind: str, seconds: float | None = None) -> float:
+    def _ingest_cpu(self, spent: dict[str, dict[str, float]]) -> None:
+        """Each side's CPU per request of each kind, and the server's trivial ÷ signed."""
+        server_us = {}
+        for kind, used in spent.items():
+            each = {
+                part: used[part] * 1e6 / max(used["requests"], 1)
+                for part in ("web", "redis", "load")
+            }
+            self.results.update({f"ingest_{kind}_{part}_us": us for part, us in each.items()})
+            server_us[kind] = each["web"] + each["redis"]
+        ratio = server_us["trivial"] / max(server_us["signed"], 1e-9)
+        self.results["ingest_server_cpu_ratio"] = ratio
+        self.echo(f"ingest: web and Redis CPU per request, {server_us['signed']:.0f} µs signed "
+                  f"and {server_us['trivial']:.0f} µs trivial ({ratio:.2f})")  # fmt: skip
+
+    def _ingest_run(
+        self, kind: str, seconds: float | None = None, spent: dict[str, float] | None = None
+    ) -> float:
+        """One run of a kind; adds its requests and each side's CPU seconds to `spent`."""
         url = f"{self.web}/healthz" if kind == "trivial" else f"{self.web}/v1/messages"
         extra = ["--connections", str(self.config.connections)]
         if kind == "signed":
             extra += ["--signed", self.secret]
-        rate = self._load(url, extra, seconds)
+        before = self.cpu()
+        load = self._load(url, extra, seconds)
+        after = self.cpu()
+        if spent is not None:
+            used = {part: after[part] - before[part] for part in ("web", "redis")}
+            used.update(requests=load["requests"], load=load["cpu"])
+            for part, amount in used.items():
+                spent[part] = spent.get(part, 0.0) + amount
         if kind == "signed":
             # Nothing consumes the load's messages. Left queued, their task envelopes (about
             # 1.1 KB each) grew the dataset, and rewriting that AOF slowed the next runs.
             self.client().delete(MESSAGES_QUEUE)
-        return rate
+        return load["rate"]
 
     def single(self) -> None:
         """Queue messages with no worker running, then time the drain at the fake."""

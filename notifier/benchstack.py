@@ -13,7 +13,7 @@ import redis
 import requests
 
 from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, worker_pool
-from notifier.measures import cpu_seconds
+from notifier.measures import cpu_seconds, with_children
 from notifier.measures import ok as _ok
 from notifier.measures import wait as _wait
 from notifier.queue import CAMPAIGNS_QUEUE
@@ -140,7 +140,8 @@ class BenchStack:
         self.redis.stop()
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far of the single-message workers, Redis and the fake."""
+        """CPU seconds so far of the web (gunicorn and its workers), the single-message
+        workers, Redis and the fake."""
 
         def pids(prefix: str) -> list[int]:
             return [c.process.pid for n, c in self.children.items() if n.startswith(prefix)
@@ -148,6 +149,7 @@ class BenchStack:
 
         redis_pid = self.redis.process.pid if self.redis.process else 0
         return {
+            "web": cpu_seconds([p for pid in pids("web") for p in with_children(pid)]),
             "workers": cpu_seconds(pids("single")),
             "redis": cpu_seconds([redis_pid]),
             "wechat": cpu_seconds(pids("wechat")),

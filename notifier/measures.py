@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -40,14 +41,16 @@ def peak_mb(child: Child) -> float:
     return peak_mb_pid(child.process.pid if child.process else 0)
 
 
+def with_children(pid: int) -> list[int]:
+    """A process and its direct children, e.g. gunicorn's master and workers (Linux /proc)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    return [pid, *(int(p) for p in children.read_text().split())] if children.exists() else [pid]
+
+
 def peak_mb_pid(pid: int) -> float:
     """VmHWM of a process and its direct children, in MB (Linux /proc)."""
-    pids = [pid]
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    if children.exists():
-        pids += [int(p) for p in children.read_text().split()]
     total = 0
-    for each in pids:
+    for each in with_children(pid):
         status = Path(f"/proc/{each}/status")
         if status.exists():
             for line in status.read_text().splitlines():
@@ -66,6 +69,12 @@ def cpu_seconds(pids: list[int]) -> float:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / tick
+
+
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this process's finished children, e.g. a load generator."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def machine(client: redis.Redis) -> dict[str, object]:

@@ -34,6 +34,10 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     # Thirty messages may take less CPU than the clock's tick: only check these report.
     for part in ("workers", "redis", "wechat"):
         assert report[f"single_cpu_ms_{part}"] >= 0, part
+    for kind in ("trivial", "signed"):
+        for part in ("web", "redis", "load"):
+            assert report[f"ingest_{kind}_{part}_us"] >= 0, (kind, part)
+    assert report["ingest_server_cpu_ratio"] >= 0
     # With 250 recipients, Redis's own bookkeeping can outweigh them: only check it reports.
     assert isinstance(report["redis_bytes_per_recipient"], int | float)
     assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
