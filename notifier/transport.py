@@ -12,6 +12,7 @@ own, so workers on either transport can share a broker.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from queue import Empty
@@ -58,6 +59,9 @@ for i = 3, #KEYS do
 end
 return out
 """
+
+# Sent by its digest once Redis has the script: the text is about 1.3 KB a call.
+PULL_SHA = hashlib.sha1(PULL.encode(), usedforsecurity=False).hexdigest()
 
 # Forgets an acknowledged message: kombu's ZREM + HDEL, in one call.
 ACK = """
@@ -133,8 +137,12 @@ class Channel(kombu_redis.Channel):
     _backlog = False
     # Whether the last pull stopped at a message only kombu's BRPOP path can read.
     _foreign = False
-    # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT".
+    # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT", and the
+    # command sent for it.
     _reading = "BRPOP"
+    _command = "BRPOP"
+    # Whether Redis has the pull script cached, after this channel's first pull with EVAL.
+    _pull_cached = False
     # Until when reads wait after Redis refused one (out of memory): BRPOP would take
     # messages that kombu could then not record.
     _paused_until = 0.0
@@ -189,12 +197,14 @@ class Channel(kombu_redis.Channel):
         if self._reading == "PULL":
             room = self.qos.can_consume_max_estimate()
             room = PULL_MOST if room is None else max(1, room)
-            command = ["EVAL", PULL, 2 + len(keys), self.unacked_key, self.unacked_index_key,
+            script = ["EVALSHA", PULL_SHA] if self._pull_cached else ["EVAL", PULL]
+            command = [*script, 2 + len(keys), self.unacked_key, self.unacked_index_key,
                        *keys, min(room, PULL_MOST), time.time()]  # fmt: skip
         else:
             # Wait for a message without taking it: it moves from the tail to the tail.
             wait = self.brpop_timeout if timeout is None else timeout
             command = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", wait or 0]
+        self._command = command[0]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
         self.client.connection.send_command(*command)
@@ -216,8 +226,7 @@ class Channel(kombu_redis.Channel):
             return got
         try:
             try:
-                command = "EVAL" if reading == "PULL" else "BLMOVE"
-                reply = self.client.parse_response(self.client.connection, command, **options)
+                reply = self.client.parse_response(self.client.connection, self._command, **options)
             except self.connection_errors:
                 self.client.connection.disconnect()
                 raise
@@ -227,6 +236,7 @@ class Channel(kombu_redis.Channel):
             if reading == "WAIT":
                 self._backlog = reply is not None  # woken: the next read pulls
                 raise Empty()
+            self._pull_cached = True
             return self._deliver_pulled(reply)
         finally:
             self._in_poll = None  # type: ignore[assignment]
@@ -234,6 +244,10 @@ class Channel(kombu_redis.Channel):
 
     def _refused(self, reading: str, exc: redis.ResponseError) -> None:
         """Redis refused the pull or the wait; neither took anything (see PULL)."""
+        if isinstance(exc, redis.exceptions.NoScriptError):
+            # Restarted, failed over or flushed: the script did not run. Send its text.
+            self._pull_cached = False
+            return
         self._backlog = False
         if reading == "WAIT" and "unknown command" in str(exc).lower():
             log.warning("this Redis has no BLMOVE (it needs 6.2): idle workers use BRPOP")

@@ -93,8 +93,9 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
         calls = _calls(redis_client)
         assert [m.payload["n"] for m in got] == list(range(40))  # in order, each once
         # The first read waited (BLMOVE on one list, kombu's BRPOP on several); then the
-        # backlog came in two runs (at most 32 a run). Only BRPOP takes a message itself.
-        assert calls[wait] == 1 and calls["eval"] == 2
+        # backlog came in two runs (at most 32 a run), the second by the script's digest.
+        # Only BRPOP takes a message itself.
+        assert calls[wait] == 1 and calls["eval"] == 1 and calls["evalsha"] == 1
         # Each is recorded exactly as kombu's own bookkeeping would: message, exchange, key.
         for message in got:
             raw = redis_client.hget("unacked", message.delivery_tag)
@@ -102,6 +103,26 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
             assert json.loads(raw) == [message._raw, info["exchange"], info["routing_key"]]
         assert redis_client.zcard("unacked_index") == 40
         assert redis_client.llen("notifier.test-pull") == 0
+
+
+def test_a_redis_that_lost_the_pull_script_gets_its_text_again_and_nothing_is_lost(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-noscript", routing_key="notifier.test-noscript")
+    with Connection(
+        redis_server.url, transport=Transport, transport_options=ONE_LIST
+    ) as connection:
+        _publish(connection, queue, 10)
+        first = _consume(connection, queue, ack=True, want=4)
+        redis_client.script_flush()  # as after a restart or a failover
+        redis_client.config_resetstat()
+        _publish(connection, queue, 10)
+        rest = _consume(connection, queue, ack=True, want=16)
+        stats = redis_client.info("commandstats")
+    assert [m.payload["n"] for m in first + rest] == [*range(10), *range(10)]
+    assert stats["cmdstat_evalsha"]["failed_calls"] >= 1  # NOSCRIPT: the script did not run
+    assert stats["cmdstat_eval"]["calls"] >= 1  # then its text again
+    assert redis_client.hlen("unacked") == 0
 
 
 def test_an_idle_worker_woken_by_a_message_has_not_taken_it(
