@@ -37,8 +37,9 @@ for i = 2, #ARGV, 6 do
   if old_status ~= new_status then
     if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
     moves[new_status] = (moves[new_status] or 0) + 1
+    -- Only on a change: a write sent again after its reply was lost lists nothing twice.
+    if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
   end
-  if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
   local k = tonumber(ARGV[i + 3])
   if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
   local r = tonumber(ARGV[i + 5])

@@ -11,7 +11,7 @@ import redis
 import responses
 from flask.testing import FlaskClient
 
-from notifier.batches import BatchStore, split_recipient_id
+from notifier.batches import BatchStore, Outcome, Settled, split_recipient_id
 from notifier.bulk import BulkSender, DeferredChunks
 from notifier.config import Settings
 from notifier.errors import PermanentError, TransientError
@@ -193,6 +193,25 @@ def test_the_last_attempt_marks_transient_failures_dead(
     assert summary is not None
     assert summary["counts"]["dead"] == 4
     assert summary["failures"]["total"] == 4
+
+
+def test_outcomes_written_twice_count_and_list_each_failure_once(store: BatchStore) -> None:
+    """A write whose reply was lost is sent again (redis-py retries on a connection error)."""
+    settled = [
+        Settled(1, Outcome("failed", 1, None, 43019), "blockedBob01", "blacklisted"),
+        Settled(0, Outcome("sent", 1, 77), "oAlice0001"),
+    ]
+    store.record_many(BATCH_ID, settled)
+    store.record_many(BATCH_ID, settled)
+    summary = store.summary(BATCH_ID)
+    assert summary is not None
+    assert {k: v for k, v in summary["counts"].items() if v} == {
+        "sent": 1,
+        "failed": 1,
+        "queued": 2,
+    }
+    assert summary["failures"]["total"] == 1
+    assert [f["touser"] for f in summary["failures"]["items"]] == ["blockedBob01"]
 
 
 @responses.activate
