@@ -25,7 +25,8 @@ broker_transport_options = {
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
     # One list per queue (no priority sub-queues: nothing here sends priorities), so an
-    # idle worker can wait on it without taking a message off it (notifier/transport.py).
+    # idle worker waits for that queue's wake-up tokens and takes nothing off the queue
+    # until it can record it (notifier/transport.py).
     "priority_steps": [0],
     "socket_connect_timeout": 2,
     "socket_timeout": 5,

@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from notifier.broker import task_message
+from notifier.broker import WAKE_TOKENS_MAX, task_message, wake_key
 from notifier.errors import BrokerUnavailable, NotifierError
 from notifier.queue import (
     CAMPAIGNS_QUEUE,
@@ -36,6 +36,8 @@ _MESSAGE = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
 redis.call('LPUSH', KEYS[4], ARGV[5])
+redis.call('LPUSH', KEYS[5], 1)
+redis.call('LTRIM', KEYS[5], 0, ARGV[8] - 1)
 redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[4])
@@ -47,7 +49,11 @@ return false
 _BATCH = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
-for i = 9, #ARGV do redis.call('LPUSH', KEYS[3], ARGV[i]) end
+for i = 10, #ARGV do
+  redis.call('LPUSH', KEYS[3], ARGV[i])
+  redis.call('LPUSH', KEYS[4], 1)
+end
+redis.call('LTRIM', KEYS[4], 0, ARGV[9] - 1)
 redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
            'chunks', ARGV[6], 'created', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
@@ -102,9 +108,10 @@ class Admission:
         payload = [task_payload(message_id, message)]
         envelope = task_message(SEND_TASK, payload, MESSAGES_QUEUE, task_id=message_id)
         key = f"{self._prefix}:msg:{message_id}"
-        keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE]
+        keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE,
+                wake_key(MESSAGES_QUEUE)]  # fmt: skip
         args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,
-                self._retention]  # fmt: skip
+                self._retention, WAKE_TOKENS_MAX]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
     def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
@@ -117,10 +124,11 @@ class Admission:
         batch_id = new_message_id()
         chunks = chunk_payloads(batch_id, batch)
         envelopes = [task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE) for chunk in chunks]
-        keys = [self._idem_key(webhook_id), f"{self._prefix}:batch:{batch_id}", CAMPAIGNS_QUEUE]
+        keys = [self._idem_key(webhook_id), f"{self._prefix}:batch:{batch_id}", CAMPAIGNS_QUEUE,
+                wake_key(CAMPAIGNS_QUEUE)]  # fmt: skip
         args = [_digest(body), batch_id, round(self._clock(), 3), batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
-                *envelopes]  # fmt: skip
+                WAKE_TOKENS_MAX, *envelopes]  # fmt: skip
         return self._run(self._batch, keys, args, batch_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:

@@ -88,6 +88,17 @@ def _envelope(
     }
 
 
+# Each message pushed onto a queue also pushes a token onto this list, and an idle worker
+# waits on the list (BLPOP): one token wakes one worker, where waiting on the queue itself
+# would wake every idle worker of it. Tokens beyond this many wake nobody more usefully.
+WAKE_TOKENS_MAX = 256
+
+
+def wake_key(queue: str) -> str:
+    """The list of wake-up tokens for `queue`'s idle workers."""
+    return f"{queue}:wake"
+
+
 def task_args(raw: bytes | str) -> tuple[str, list[Any]]:
     """Read back the task name and arguments of an envelope (tests and tools)."""
     envelope = json.loads(raw)

@@ -3,16 +3,16 @@
 kombu takes one message per BRPOP, then records it as unacknowledged in a second
 round trip (MULTI: ZADD + HSET) and acknowledges it in a third (MULTI: ZREM +
 HDEL). A worker killed between the BRPOP and the MULTI loses that message. Here an
-idle worker waits with BLMOVE from the queue's tail to its tail, which leaves the
-message in place; then, as under a backlog, one script takes a run of messages and
-records each as unacknowledged in the same atomic step. An ack is one script call.
+idle worker waits for a wake-up token (BLPOP on the queue's wake list, which every
+publish also pushes to), which leaves the message in its queue and wakes one worker,
+not all; then, as under a backlog, one script takes a run of messages and records
+each as unacknowledged in the same atomic step. An ack is one script call.
 The keys, their contents and the recovery of unacknowledged messages are kombu's
 own, so workers on either transport can share a broker.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from queue import Empty
@@ -24,64 +24,10 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import loads
 
+from notifier.broker import WAKE_TOKENS_MAX, wake_key
+from notifier.transport_scripts import ACK, PARK, PULL, PULL_MOST, PULL_SHA
+
 log = logging.getLogger(__name__)
-
-# Takes up to ARGV[1] messages, highest priority first (the order BRPOP uses), and
-# records each as unacknowledged exactly as kombu does, in the same atomic step. Each
-# is recorded before it is popped, so a write Redis refuses (out of memory) leaves it
-# in its queue: a message is never out of its queue without being in the unacked set.
-# It stops at a message it cannot read, leaving it for kombu's own path.
-# Returns {stopped at such a message (0 or 1), key, tag, message, key, tag, ...}.
-PULL = """
-local most, now = tonumber(ARGV[1]), ARGV[2]
-local out = {0}
-for i = 3, #KEYS do
-  while #out <= 3 * most do
-    local item = redis.call('LINDEX', KEYS[i], -1)
-    if not item then break end
-    local ok, m = pcall(cjson.decode, item)
-    local p = ok and type(m) == 'table' and m['properties']
-    local tag = type(p) == 'table' and p['delivery_tag']
-    local info = type(p) == 'table' and p['delivery_info']
-    if type(tag) ~= 'string' or type(info) ~= 'table' or type(info['exchange']) ~= 'string'
-        or type(info['routing_key']) ~= 'string' then
-      out[1] = 1
-      return out
-    end
-    redis.call('ZADD', KEYS[2], now, tag)
-    redis.call('HSET', KEYS[1], tag, '[' .. item .. ',' .. cjson.encode(info['exchange'])
-      .. ',' .. cjson.encode(info['routing_key']) .. ']')
-    redis.call('RPOP', KEYS[i])
-    out[#out + 1] = KEYS[i]
-    out[#out + 1] = tag
-    out[#out + 1] = item
-  end
-end
-return out
-"""
-
-# Sent by its digest once Redis has the script: the text is about 1.3 KB a call.
-PULL_SHA = hashlib.sha1(PULL.encode(), usedforsecurity=False).hexdigest()
-
-# Forgets an acknowledged message: kombu's ZREM + HDEL, in one call.
-ACK = """
-redis.call('ZREM', KEYS[2], ARGV[1])
-return redis.call('HDEL', KEYS[1], ARGV[1])
-"""
-
-# Moves an unacknowledged record that cannot be delivered (Lua's JSON reader is more
-# lenient than Python's) to a list an operator can read, so it neither comes back
-# forever nor stops kombu's restore sweep at it. Returns 1 if there was a record.
-PARK = """
-local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if raw then redis.call('LPUSH', KEYS[3], raw) end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-return raw and 1 or 0
-"""
-
-# Messages taken per round trip at most, within the prefetch room the worker has.
-PULL_MOST = 32
 
 
 class QoS(kombu_redis.QoS):
@@ -126,8 +72,11 @@ class Channel(kombu_redis.Channel):
     single-message drain. A client holds no connection of its own, only the pool, so
     one per pool is safe across threads; a new pool (after a reconnect) gets a new one.
 
-    An idle queue is waited on with BLMOVE (or kombu's BRPOP, for a worker of several
-    queues); once a message is there, the pull script takes it and any behind it.
+    An idle queue is waited on with BLPOP on its wake list (or kombu's BRPOP, for a
+    worker of several queues); once woken, the pull script takes the message and any
+    behind it. A message pushed without a token (kombu's own restore of unacknowledged
+    messages, or a publisher on kombu's stock transport) is found by the pull that
+    follows every wait that timed out, within `brpop_timeout` (1 s).
     """
 
     QoS = QoS
@@ -137,8 +86,8 @@ class Channel(kombu_redis.Channel):
     _backlog = False
     # Whether the last pull stopped at a message only kombu's BRPOP path can read.
     _foreign = False
-    # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT", and the
-    # command sent for it.
+    # What the reply in flight answers: "BRPOP" (kombu's), "PULL" or "WAIT" (for a
+    # wake-up token), and the command sent for it.
     _reading = "BRPOP"
     _command = "BRPOP"
     # Whether Redis has the pull script cached, after this channel's first pull with EVAL.
@@ -146,8 +95,6 @@ class Channel(kombu_redis.Channel):
     # Until when reads wait after Redis refused one (out of memory): BRPOP would take
     # messages that kombu could then not record.
     _paused_until = 0.0
-    # Set on a Redis without BLMOVE (before 6.2): idle workers wait with BRPOP.
-    _no_blmove = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -198,12 +145,14 @@ class Channel(kombu_redis.Channel):
             room = self.qos.can_consume_max_estimate()
             room = PULL_MOST if room is None else max(1, room)
             script = ["EVALSHA", PULL_SHA] if self._pull_cached else ["EVAL", PULL]
-            command = [*script, 2 + len(keys), self.unacked_key, self.unacked_index_key,
-                       *keys, min(room, PULL_MOST), time.time()]  # fmt: skip
+            wakes = [wake_key(key) for key in keys]
+            command = [*script, 2 + 2 * len(keys), self.unacked_key, self.unacked_index_key,
+                       *keys, *wakes, min(room, PULL_MOST), time.time(), len(keys)]  # fmt: skip
         else:
-            # Wait for a message without taking it: it moves from the tail to the tail.
+            # Wait for a wake-up token; the message stays in its queue until pulled. Never
+            # for ever (0): a wait that times out pulls, for messages pushed without a token.
             wait = self.brpop_timeout if timeout is None else timeout
-            command = ["BLMOVE", keys[0], keys[0], "RIGHT", "RIGHT", wait or 0]
+            command = ["BLPOP", wake_key(keys[0]), wait or 1]
         self._command = command[0]
         self._in_poll = self.client.connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]
@@ -214,8 +163,8 @@ class Channel(kombu_redis.Channel):
             return "BRPOP"
         if self._backlog:
             return "PULL"
-        # BLMOVE watches one list: a worker of several queues waits with kombu's BRPOP.
-        return "WAIT" if len(keys) == 1 and not self._no_blmove else "BRPOP"
+        # A worker of several queues waits with kombu's BRPOP, as kombu would.
+        return "WAIT" if len(keys) == 1 else "BRPOP"
 
     def _brpop_read(self, **options: Any) -> bool:
         reading, self._reading = self._reading, "BRPOP"
@@ -234,7 +183,8 @@ class Channel(kombu_redis.Channel):
                 self._refused(reading, exc)
                 raise Empty() from None
             if reading == "WAIT":
-                self._backlog = reply is not None  # woken: the next read pulls
+                # Woken, or timed out: pull either way, for messages pushed without a token.
+                self._backlog = True
                 raise Empty()
             self._pull_cached = True
             return self._deliver_pulled(reply)
@@ -249,10 +199,6 @@ class Channel(kombu_redis.Channel):
             self._pull_cached = False
             return
         self._backlog = False
-        if reading == "WAIT" and "unknown command" in str(exc).lower():
-            log.warning("this Redis has no BLMOVE (it needs 6.2): idle workers use BRPOP")
-            self._no_blmove = True
-            return
         if time.monotonic() >= self._paused_until + 5:  # one line per episode, not per second
             log.warning("Redis refused %s (%s); nothing taken, trying every second", reading, exc)
         self._paused_until = time.monotonic() + 1
@@ -279,6 +225,27 @@ class Channel(kombu_redis.Channel):
         if not items:
             raise Empty()
         return True
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """Publish as kombu does, then leave a wake-up token for one idle worker.
+
+        Two round trips, where the admission script does both in one: this path carries
+        Celery's own publishes (retries, replays), not the intake's. A token lost between
+        them delays the message by at most the wait's timeout.
+        """
+        batch = kwargs.get("_publish_batch")
+        super()._put(queue, message, **kwargs)
+        if self.global_keyprefix:
+            return  # its workers wait with kombu's BRPOP (see _next_read)
+        wake = wake_key(queue)
+        if batch is not None:
+            batch.add("lpush", wake, 1)
+            batch.add("ltrim", wake, 0, WAKE_TOKENS_MAX - 1)
+            return
+        with self.conn_or_acquire() as client:
+            client.pipeline(transaction=False).lpush(wake, 1).ltrim(
+                wake, 0, WAKE_TOKENS_MAX - 1
+            ).execute()
 
 
 class Transport(kombu_redis.Transport):

@@ -93,12 +93,13 @@ def test_a_broker_failure_queues_nothing_of_the_batch(
 
 
 def test_a_repeated_batch_is_answered_as_before_and_queued_once(
-    client: FlaskClient, chunks: QueueView
+    client: FlaskClient, chunks: QueueView, redis_client: redis.Redis
 ) -> None:
     first = client.post("/v1/messages/batch", **signed(batch(120), msg_id="camp-1"))
     again = client.post("/v1/messages/batch", **signed(batch(120), msg_id="camp-1"))
     assert first.get_json() == again.get_json()
     assert len(chunks.published) == 2
+    assert redis_client.llen("notifier.campaigns:wake") == 2  # a token per chunk, once
 
 
 def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView) -> None:

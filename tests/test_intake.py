@@ -211,13 +211,15 @@ def test_unknown_routes_and_methods_are_problems(client: FlaskClient) -> None:
 
 
 def test_a_repeated_webhook_id_with_the_same_body_returns_the_original_answer(
-    client: FlaskClient, broker: QueueView
+    client: FlaskClient, broker: QueueView, redis_client: redis.Redis
 ) -> None:
     first = client.post("/v1/messages", **signed(GOOD, msg_id="order-7"))
     again = client.post("/v1/messages", **signed(GOOD, msg_id="order-7"))
     assert (first.status_code, again.status_code) == (202, 202)
     assert again.get_json() == first.get_json()
     assert len(broker.published) == 1
+    # One wake-up token with the message, for one idle worker; none for the repeat.
+    assert redis_client.llen("notifier.messages:wake") == 1
 
 
 def test_a_repeated_webhook_id_with_another_body_is_a_conflict(

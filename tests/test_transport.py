@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import time
+from collections.abc import Iterator
 from queue import Empty
 from typing import Any
 
@@ -16,8 +18,10 @@ from kombu.entity import Queue
 from kombu.messaging import Consumer
 from kombu.transport.virtual import Message
 
+from notifier.broker import WAKE_TOKENS_MAX
 from notifier.redis_server import RedisServer
-from notifier.transport import PULL, Transport
+from notifier.transport import Transport
+from notifier.transport_scripts import PULL
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_server: RedisServer) -> None:
@@ -73,15 +77,20 @@ def _consume(
     return got
 
 
-# As celeryconfig sets it: one list per queue, which an idle worker waits on with BLMOVE.
+# As celeryconfig sets it: one list per queue, so an idle worker waits for its wake-up tokens.
 ONE_LIST = {"priority_steps": [0]}
+
+
+def _connect(url: str) -> Connection:
+    """A connection on this transport, configured as celeryconfig configures it."""
+    return Connection(url, transport=Transport, transport_options=ONE_LIST)
 
 
 def _calls(client: redis.Redis) -> dict[str, int]:
     return {k.removeprefix("cmdstat_"): v["calls"] for k, v in client.info("commandstats").items()}
 
 
-@pytest.mark.parametrize(("options", "wait"), [(ONE_LIST, "blmove"), ({}, "brpop")])
+@pytest.mark.parametrize(("options", "wait"), [(ONE_LIST, "blpop"), ({}, "brpop")])
 def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
     redis_server: RedisServer, redis_client: redis.Redis, options: dict[str, Any], wait: str
 ) -> None:
@@ -92,7 +101,7 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
         got = _consume(connection, queue, ack=False, want=40)
         calls = _calls(redis_client)
         assert [m.payload["n"] for m in got] == list(range(40))  # in order, each once
-        # The first read waited (BLMOVE on one list, kombu's BRPOP on several); then the
+        # The first read waited (for a token on one list, kombu's BRPOP on several); then the
         # backlog came in two runs (at most 32 a run), the second by the script's digest.
         # Only BRPOP takes a message itself.
         assert calls[wait] == 1 and calls["eval"] == 1 and calls["evalsha"] == 1
@@ -105,13 +114,67 @@ def test_a_backlog_is_pulled_in_runs_recorded_as_kombu_records_them(
         assert redis_client.llen("notifier.test-pull") == 0
 
 
+@contextlib.contextmanager
+def _waiting(url: str, queue: Queue, count: int) -> Iterator[list[Any]]:
+    """`count` idle workers of one queue, each with its wait sent to Redis."""
+    with contextlib.ExitStack() as stack:
+        channels = []
+        for _ in range(count):
+            connection = stack.enter_context(_connect(url))
+            stack.enter_context(Consumer(connection, [queue], callbacks=[lambda b, m: None]))
+            channel = connection.default_channel
+            connection.transport.cycle._register_BRPOP(channel)
+            channels.append(channel)
+        yield channels
+
+
+def test_a_message_wakes_one_idle_worker_not_all(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-herd", routing_key="notifier.test-herd")
+    with _waiting(redis_server.url, queue, 4) as channels:
+        with Connection(redis_server.url, transport=Transport) as publisher:
+            _publish(publisher, queue, 1)
+        time.sleep(0.3)  # well within the wait's 1 s timeout: only a woken worker has a reply
+        sockets = [channel.client.connection._sock for channel in channels]
+        woken, _, _ = select.select(sockets, [], [], 0)
+        assert len(woken) == 1
+        assert redis_client.llen("notifier.test-herd") == 1  # woken, not taken
+        assert redis_client.llen("notifier.test-herd:wake") == 0
+
+
+def test_wake_up_tokens_are_bounded_and_cleared_once_the_queue_is_empty(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    queue = Queue("notifier.test-tokens", routing_key="notifier.test-tokens")
+    with _connect(redis_server.url) as connection:
+        _publish(connection, queue, WAKE_TOKENS_MAX + 20)
+        assert redis_client.llen("notifier.test-tokens:wake") == WAKE_TOKENS_MAX
+        got = _consume(connection, queue, ack=True, want=WAKE_TOKENS_MAX + 20)
+    assert len(got) == WAKE_TOKENS_MAX + 20
+    assert redis_client.exists("notifier.test-tokens", "notifier.test-tokens:wake") == 0
+
+
+def test_a_message_pushed_without_a_token_is_still_taken(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """As kombu's own restore of unacknowledged messages pushes them: no wake-up token."""
+    queue = Queue("notifier.test-no-token", routing_key="notifier.test-no-token")
+    with _connect(redis_server.url) as connection:
+        _publish(connection, queue, 1)
+        raw = redis_client.rpop("notifier.test-no-token")
+        redis_client.delete("notifier.test-no-token:wake")
+        assert raw is not None
+        redis_client.lpush("notifier.test-no-token", raw)
+        got = _consume(connection, queue, ack=True, want=1, seconds=5)
+    assert [m.payload["n"] for m in got] == [0]
+
+
 def test_a_redis_that_lost_the_pull_script_gets_its_text_again_and_nothing_is_lost(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
     queue = Queue("notifier.test-noscript", routing_key="notifier.test-noscript")
-    with Connection(
-        redis_server.url, transport=Transport, transport_options=ONE_LIST
-    ) as connection:
+    with _connect(redis_server.url) as connection:
         _publish(connection, queue, 10)
         first = _consume(connection, queue, ack=True, want=4)
         redis_client.script_flush()  # as after a restart or a failover
@@ -131,7 +194,7 @@ def test_an_idle_worker_woken_by_a_message_has_not_taken_it(
     """A worker killed right after its wait returns leaves the message in the queue."""
     queue = Queue("notifier.test-wake", routing_key="notifier.test-wake")
     with (
-        Connection(redis_server.url, transport=Transport, transport_options=ONE_LIST) as connection,
+        _connect(redis_server.url) as connection,
         Consumer(connection, [queue], callbacks=[lambda body, message: None]),
     ):
         channel = connection.default_channel
@@ -157,7 +220,8 @@ def test_an_acknowledged_message_leaves_the_unacked_set(
 
 
 def _pull(client: redis.Redis, queue: str, most: int) -> list[Any]:
-    reply: list[Any] = client.eval(PULL, 3, "unacked", "unacked_index", queue, most, time.time())
+    keys = ["unacked", "unacked_index", queue, f"{queue}:wake"]
+    reply: list[Any] = client.eval(PULL, len(keys), *keys, most, time.time(), 1)
     return reply
 
 
@@ -210,9 +274,7 @@ def test_messages_that_cannot_be_delivered_are_parked_and_the_rest_go_on(
     badbody = _envelope("b64", "!!not base64!!", encoding="base64")
     # Popped from the right: good0, tab, good1, badbody, good2, good3.
     redis_client.lpush("notifier.test-bad", good[0], tab, good[1], badbody, good[2], good[3])
-    with Connection(
-        redis_server.url, transport=Transport, transport_options=ONE_LIST
-    ) as connection:
+    with _connect(redis_server.url) as connection:
         got = _consume(connection, queue, ack=True, want=4)
         assert sorted(m.payload["n"] for m in got) == [0, 1, 2, 3]
         records = redis_client.lrange("unacked_unreadable", 0, -1)
@@ -254,9 +316,7 @@ def test_out_of_memory_nothing_is_taken_and_work_resumes_after(
             with contextlib.suppress(socket.timeout):
                 connection.drain_events(timeout=0.5)
 
-    with Connection(
-        redis_server.url, transport=Transport, transport_options=ONE_LIST
-    ) as connection:
+    with _connect(redis_server.url) as connection:
         _publish(connection, queue, 3)
 
         def receive(body: Any, message: Message) -> None:
