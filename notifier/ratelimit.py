@@ -9,8 +9,10 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import redis
+if TYPE_CHECKING:  # not at run time: celeryconfig imports this module (see test_config)
+    import redis
 
 # Refill by elapsed time (Redis's clock, so all hosts agree), then grant up to `want`
 # tokens while keeping `reserve` back. Returns {granted, seconds to wait if none}.
