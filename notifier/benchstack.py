@@ -12,7 +12,7 @@ from typing import Any
 import redis
 import requests
 
-from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, worker_pool
+from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, web_command, worker_pool
 from notifier.measures import cpu_seconds, with_children
 from notifier.measures import ok as _ok
 from notifier.measures import wait as _wait
@@ -84,23 +84,7 @@ class BenchStack:
                 str(self.config.latency_ms),
             ],
         )
-        self.spawn(
-            "web",
-            [
-                py,
-                "-m",
-                "gunicorn",
-                "wsgi:app",
-                "--bind",
-                f"127.0.0.1:{self.ports['web']}",
-                "--workers",
-                "2",
-                "--worker-class",
-                "gthread",
-                "--threads",
-                "8",
-            ],
-        )
+        self.spawn("web", web_command(self.ports["web"]))
         _wait(lambda: _ok(f"{self.wechat}/healthz") and _ok(f"{self.web}/healthz"), "web and fake")
 
     def worker(self, name: str, queue: str) -> None:

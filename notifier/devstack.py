@@ -36,6 +36,17 @@ def worker_pool(queue: str) -> list[str]:
     return ["--pool", "threads"]
 
 
+def web_command(port: int, workers: int = 2) -> list[str]:
+    """gunicorn as the Procfile runs it, on a local port, for the dev stack, bench and tests.
+
+    Without gunicorn's control socket: its default path is one per user, so these short-lived
+    servers would take it over from any other gunicorn of the same user, and remove it.
+    """
+    return [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--worker-class", "gthread", "--threads", "8",
+            "--no-control-socket"]  # fmt: skip
+
+
 def pick_port(preferred: int) -> int:
     """Use the preferred port when it is free, else any free one (0 means any)."""
     if preferred == 0:
@@ -151,9 +162,7 @@ class DevStack:
         self.children = [
             Child("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.ports.wechat),
                              "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET]),
-            Child("web", [py, "-m", "gunicorn", "wsgi:app", "--bind",
-                          f"127.0.0.1:{self.ports.web}", "--workers", "2",
-                          "--worker-class", "gthread", "--threads", "8"]),
+            Child("web", web_command(self.ports.web)),
             Child("worker", [*celery, "worker", *worker_pool(MESSAGES_QUEUE), "--concurrency",
                              "16", "--queues", MESSAGES_QUEUE, "--loglevel", "INFO",
                              "--hostname", "messages@%h"]),

@@ -15,7 +15,8 @@ import redis
 import requests
 
 from notifier.client import NotifierClient, template_message
-from notifier.devstack import worker_pool
+from notifier.devstack import web_command, worker_pool
+from notifier.measures import ok as answers
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -109,10 +110,9 @@ class Stack:
         self.spawn("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.wechat_port),
                               "--app-id", APP_ID, "--app-secret", APP_SECRET])  # fmt: skip
         self.start_worker()
-        self.spawn("web", [py, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{self.web_port}",
-                           "--workers", "1", "--worker-class", "gthread", "--threads", "8"])  # fmt: skip
-        wait_for(lambda: _answers(f"{self.wechat}/healthz"), what="the fake WeChat")
-        wait_for(lambda: _answers(f"{self.web}/healthz"), what="the web app")
+        self.spawn("web", web_command(self.web_port, workers=1))
+        wait_for(lambda: answers(f"{self.wechat}/healthz"), what="the fake WeChat")
+        wait_for(lambda: answers(f"{self.web}/healthz"), what="the web app")
         return self
 
     def restart_redis(self, down: Callable[[], None] = lambda: None) -> None:
@@ -176,13 +176,6 @@ class Stack:
         finally:
             client.close()
         return value.decode() if value else None
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).ok
-    except requests.RequestException:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ import pytest
 import requests
 import yaml
 
-from notifier.devstack import worker_pool
+from notifier.devstack import web_command, worker_pool
+from notifier.measures import ok as answers
 from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.redis_server import free_port
 from tests.integration.conftest import Stack, wait_for
@@ -136,3 +137,20 @@ def test_the_send_rate_limit_comes_from_the_environment() -> None:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.stdout.split() == ["25/s", "3"], result.stderr
+
+
+def test_the_web_the_project_starts_itself_leaves_gunicorns_control_socket_alone(
+    tmp_path: Path,
+) -> None:
+    """The dev stack, the bench and these tests run gunicorn next to whatever else runs."""
+    port = free_port()
+    env = {**os.environ, "HOME": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0",
+           "WEBHOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}  # fmt: skip
+    web = subprocess.Popen(web_command(port, workers=1), env=env, cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/healthz"), what="gunicorn")
+        assert not list(tmp_path.rglob("*.ctl"))  # gunicorn's default: ~/.gunicorn/gunicorn.ctl
+    finally:
+        web.terminate()
+        web.wait(timeout=30)
