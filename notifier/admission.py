@@ -19,7 +19,7 @@ from typing import Any
 
 import redis
 
-from notifier.broker import WAKE_TOKENS_MAX, task_message, wake_key
+from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, task_message, wake_key
 from notifier.errors import BrokerUnavailable, NotifierError
 from notifier.queue import (
     CAMPAIGNS_QUEUE,
@@ -38,6 +38,7 @@ if existing then return existing end
 redis.call('LPUSH', KEYS[4], ARGV[5])
 redis.call('LPUSH', KEYS[5], 1)
 redis.call('LTRIM', KEYS[5], 0, ARGV[8] - 1)
+redis.call('EXPIRE', KEYS[5], ARGV[9])
 redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[4])
@@ -49,11 +50,12 @@ return false
 _BATCH = """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   redis.call('LPUSH', KEYS[3], ARGV[i])
   redis.call('LPUSH', KEYS[4], 1)
 end
 redis.call('LTRIM', KEYS[4], 0, ARGV[9] - 1)
+redis.call('EXPIRE', KEYS[4], ARGV[10])
 redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
            'chunks', ARGV[6], 'created', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
@@ -111,7 +113,7 @@ class Admission:
         keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE,
                 wake_key(MESSAGES_QUEUE)]  # fmt: skip
         args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,
-                self._retention, WAKE_TOKENS_MAX]  # fmt: skip
+                self._retention, WAKE_TOKENS_MAX, WAKE_TOKENS_TTL]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
     def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
@@ -128,7 +130,7 @@ class Admission:
                 wake_key(CAMPAIGNS_QUEUE)]  # fmt: skip
         args = [_digest(body), batch_id, round(self._clock(), 3), batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
-                WAKE_TOKENS_MAX, *envelopes]  # fmt: skip
+                WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, *envelopes]  # fmt: skip
         return self._run(self._batch, keys, args, batch_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:

@@ -92,6 +92,9 @@ def _envelope(
 # waits on the list (BLPOP): one token wakes one worker, where waiting on the queue itself
 # would wake every idle worker of it. Tokens beyond this many wake nobody more usefully.
 WAKE_TOKENS_MAX = 256
+# Each push renews the list's expiry, so the list of a queue that went away (Celery's reply
+# queues expire) goes too. Tokens are hints: a wait that times out pulls all the same.
+WAKE_TOKENS_TTL = 60
 
 
 def wake_key(queue: str) -> str:

@@ -22,9 +22,9 @@ import redis
 from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
-from notifier.broker import WAKE_TOKENS_MAX, wake_key
+from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, wake_key
 from notifier.transport_scripts import ACK, PARK, PULL, PULL_MOST, PULL_SHA
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ class QoS(kombu_redis.QoS):
 
     def append(self, message: Any, delivery_tag: str) -> None:
         if delivery_tag in self.channel._recorded:
+            self.channel._recorded.discard(delivery_tag)  # the consumer will ack it
             virtual.QoS.append(self, message, delivery_tag)
         else:
             super().append(message, delivery_tag)
@@ -220,6 +221,11 @@ class Channel(kombu_redis.Channel):
                 # timeout. The rest of the run is delivered all the same.
                 log.exception("delivering a message from %s failed", dest)
                 self.park(tag)
+            else:
+                if tag in self._recorded:
+                    # Not appended: its consumer does not ack (Celery's replies to inspect
+                    # and control). Nothing else would forget it; the sweep would resend it.
+                    self.forget(tag)
             finally:
                 self._recorded.discard(tag)
         if not items:
@@ -227,25 +233,32 @@ class Channel(kombu_redis.Channel):
         return True
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        """Publish as kombu does, then leave a wake-up token for one idle worker.
+        """Publish as kombu does, with a wake-up token for one idle worker in the same step.
 
-        Two round trips, where the admission script does both in one: this path carries
-        Celery's own publishes (retries, replays), not the intake's. A token lost between
-        them delays the message by at most the wait's timeout.
+        One transaction: a message is never queued by a publish that then fails (its
+        retry would queue it twice), nor announced by a token without being queued.
         """
         batch = kwargs.get("_publish_batch")
-        super()._put(queue, message, **kwargs)
         if self.global_keyprefix:
-            return  # its workers wait with kombu's BRPOP (see _next_read)
-        wake = wake_key(queue)
-        if batch is not None:
-            batch.add("lpush", wake, 1)
-            batch.add("ltrim", wake, 0, WAKE_TOKENS_MAX - 1)
+            super()._put(queue, message, **kwargs)  # its workers wait with BRPOP (_next_read)
             return
-        with self.conn_or_acquire() as client:
-            client.pipeline(transaction=False).lpush(wake, 1).ltrim(
-                wake, 0, WAKE_TOKENS_MAX - 1
-            ).execute()
+        wake = wake_key(queue)
+        token = [("lpush", (wake, 1)), ("ltrim", (wake, 0, WAKE_TOKENS_MAX - 1)),
+                 ("expire", (wake, WAKE_TOKENS_TTL))]  # fmt: skip
+        if batch is not None:  # kombu's publish batch: one pipeline, sent when it fills
+            super()._put(queue, message, **kwargs)
+            for name, args in token:
+                batch.add(name, *args)
+            return
+        pri = self._get_message_priority(message, reverse=False)
+        with self.conn_or_acquire() as client, client.pipeline() as pipe:
+            pipe.lpush(self._q_for_pri(queue, pri), dumps(message))
+            if self._expires and queue in self._expires:
+                for step in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
+            for name, args in token:
+                getattr(pipe, name)(*args)
+            pipe.execute()
 
 
 class Transport(kombu_redis.Transport):

@@ -100,6 +100,7 @@ def test_a_repeated_batch_is_answered_as_before_and_queued_once(
     assert first.get_json() == again.get_json()
     assert len(chunks.published) == 2
     assert redis_client.llen("notifier.campaigns:wake") == 2  # a token per chunk, once
+    assert redis_client.ttl("notifier.campaigns:wake") > 0
 
 
 def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView) -> None:

@@ -220,6 +220,7 @@ def test_a_repeated_webhook_id_with_the_same_body_returns_the_original_answer(
     assert len(broker.published) == 1
     # One wake-up token with the message, for one idle worker; none for the repeat.
     assert redis_client.llen("notifier.messages:wake") == 1
+    assert redis_client.ttl("notifier.messages:wake") > 0  # gone with its queue, if that goes
 
 
 def test_a_repeated_webhook_id_with_another_body_is_a_conflict(

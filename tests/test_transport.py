@@ -18,7 +18,7 @@ from kombu.entity import Queue
 from kombu.messaging import Consumer
 from kombu.transport.virtual import Message
 
-from notifier.broker import WAKE_TOKENS_MAX
+from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL
 from notifier.redis_server import RedisServer
 from notifier.transport import Transport
 from notifier.transport_scripts import PULL
@@ -153,6 +153,48 @@ def test_wake_up_tokens_are_bounded_and_cleared_once_the_queue_is_empty(
         got = _consume(connection, queue, ack=True, want=WAKE_TOKENS_MAX + 20)
     assert len(got) == WAKE_TOKENS_MAX + 20
     assert redis_client.exists("notifier.test-tokens", "notifier.test-tokens:wake") == 0
+
+
+def test_a_publish_that_fails_queues_nothing_so_its_retry_queues_one(
+    redis_server: RedisServer, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The message, its token and the token list's expiry go in one transaction."""
+    queue = Queue("notifier.test-publish", routing_key="notifier.test-publish")
+    execute = redis.client.Pipeline.execute
+    failures: list[str] = []
+
+    def fail_once(pipe: redis.client.Pipeline, *args: Any, **kwargs: Any) -> Any:
+        if not failures and any(str(c[0][1]).endswith(":wake") for c in pipe.command_stack):
+            failures.append("lost")
+            pipe.reset()
+            raise redis.ConnectionError("Redis went away")
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", fail_once)
+    with _connect(redis_server.url) as connection:
+        connection.Producer().publish({"n": 0}, routing_key=queue.routing_key, declare=[queue],
+                                      retry=True, retry_policy={"interval_start": 0})  # fmt: skip
+    assert failures == ["lost"]
+    assert redis_client.llen("notifier.test-publish") == 1
+    assert redis_client.llen("notifier.test-publish:wake") == 1
+    assert 0 < redis_client.ttl("notifier.test-publish:wake") <= WAKE_TOKENS_TTL
+
+
+def test_a_consumer_that_does_not_ack_leaves_no_unacked_record(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """As Celery's consumer of replies to inspect and control: the sweep would resend them."""
+    queue = Queue("notifier.test-no-ack", routing_key="notifier.test-no-ack")
+    got: list[Any] = []
+    with _connect(redis_server.url) as connection:
+        _publish(connection, queue, 3)
+        with Consumer(connection, [queue], callbacks=[lambda b, m: got.append(b)], no_ack=True):
+            deadline = time.monotonic() + 10
+            while len(got) < 3 and time.monotonic() < deadline:
+                with contextlib.suppress(socket.timeout):
+                    connection.drain_events(timeout=1)
+    assert [body["n"] for body in got] == [0, 1, 2]
+    assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
 def test_a_message_pushed_without_a_token_is_still_taken(
