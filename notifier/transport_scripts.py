@@ -8,15 +8,10 @@ import hashlib
 # in its queue: a message is never out of its queue without being in the unacked set.
 # It stops at a message it cannot read, leaving it for kombu's own path. A queue it
 # empties has its wake-up tokens cleared: they would only wake workers for nothing.
-# KEYS: unacked, unacked_index, ARGV[3] queues, then each queue's wake list. ARGV[4] on
-# are acknowledged messages to forget first, as ACK does.
+# KEYS: unacked, unacked_index, ARGV[3] queues, then each queue's wake list.
 # Returns {stopped at such a message (0 or 1), key, tag, message, key, tag, ...}.
 PULL = """
 local most, now, queues = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for j = 4, #ARGV do
-  redis.call('ZREM', KEYS[2], ARGV[j])
-  redis.call('HDEL', KEYS[1], ARGV[j])
-end
 local out = {0}
 for i = 3, 2 + queues do
   while #out <= 3 * most do
@@ -49,13 +44,10 @@ return out
 # Sent by its digest once Redis has the script: the text is about 1.3 KB a call.
 PULL_SHA = hashlib.sha1(PULL.encode(), usedforsecurity=False).hexdigest()
 
-# Forgets acknowledged messages: kombu's ZREM + HDEL for each, in one call.
+# Forgets an acknowledged message: kombu's ZREM + HDEL, in one call.
 ACK = """
-for j = 1, #ARGV do
-  redis.call('ZREM', KEYS[2], ARGV[j])
-  redis.call('HDEL', KEYS[1], ARGV[j])
-end
-return #ARGV
+redis.call('ZREM', KEYS[2], ARGV[1])
+return redis.call('HDEL', KEYS[1], ARGV[1])
 """
 
 # Moves an unacknowledged record that cannot be delivered (Lua's JSON reader is more

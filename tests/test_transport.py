@@ -34,9 +34,7 @@ def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_server: Redis
         assert again is not first and again.connection_pool is channel.pool
 
 
-def test_messages_are_delivered_and_acknowledged(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
+def test_messages_are_delivered_and_acknowledged(redis_server: RedisServer) -> None:
     with Connection(redis_server.url, transport=Transport) as connection:
         queue = connection.SimpleQueue("notifier.test-transport")
         for n in range(3):
@@ -46,25 +44,11 @@ def test_messages_are_delivered_and_acknowledged(
             message = queue.get(timeout=5)
             seen.append(message.payload["n"])
             message.ack()
+        channel = queue.channel
+        client = channel._create_client()
         assert sorted(seen) == [0, 1, 2]
+        assert client.hlen(channel.unacked_key) == 0  # every ack reached Redis
         queue.close()
-    assert redis_client.hlen("unacked") == 0  # every ack reached Redis
-
-
-def test_acknowledgements_ride_on_the_next_pull(
-    redis_server: RedisServer, redis_client: redis.Redis
-) -> None:
-    queue = Queue("notifier.test-acks", routing_key="notifier.test-acks")
-    with _connect(redis_server.url) as connection:
-        _publish(connection, queue, 100)
-        redis_client.config_resetstat()
-        got = _consume(connection, queue, ack=True, want=100)
-        calls = _calls(redis_client)
-        # Three pulls of at most 32 and one of the rest: no call of its own for each ack.
-        assert len(got) == 100
-        assert calls.get("evalsha", 0) + calls.get("eval", 0) <= 8
-        assert redis_client.hlen("unacked") < 100  # the pulls forgot the earlier ones
-    assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
 def _publish(connection: Connection, queue: Queue, count: int) -> None:
@@ -338,8 +322,8 @@ def test_messages_that_cannot_be_delivered_are_parked_and_the_rest_go_on(
         records = redis_client.lrange("unacked_unreadable", 0, -1)
         parked = [json.loads(raw, strict=False)[0] for raw in records]
         assert sorted(p["properties"]["delivery_tag"] for p in parked) == ["b64", "tab"]
-    # Nothing is left to come back after the visibility timeout (acks are written by close).
-    assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
+        # Nothing is left to come back after the visibility timeout.
+        assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
 @pytest.mark.parametrize("options", [ONE_LIST, {}])
