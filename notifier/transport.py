@@ -96,6 +96,8 @@ class Channel(kombu_redis.Channel):
     # Until when reads wait after Redis refused one (out of memory): BRPOP would take
     # messages that kombu could then not record.
     _paused_until = 0.0
+    # When Redis last refused an acknowledgement's write.
+    _ack_refused_at = -10.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -108,9 +110,19 @@ class Channel(kombu_redis.Channel):
         return f"{self.unacked_key}_unreadable"
 
     def forget(self, delivery_tag: str) -> None:
-        """Drop an acknowledged message from the unacked set, in one round trip."""
+        """Drop an acknowledged message from the unacked set, in one round trip.
+
+        A write Redis refuses (read-only after a failover, out of disk) leaves the record:
+        the message comes back after the visibility timeout, and its task finds it final.
+        Raising instead would stop the worker.
+        """
         self._create_client()
-        self._ack(keys=[self.unacked_key, self.unacked_index_key], args=[delivery_tag])
+        try:
+            self._ack(keys=[self.unacked_key, self.unacked_index_key], args=[delivery_tag])
+        except redis.ResponseError as exc:
+            if time.monotonic() >= self._ack_refused_at + 5:  # one line per episode
+                log.warning("Redis refused an acknowledgement (%s); the record stays", exc)
+            self._ack_refused_at = time.monotonic()
 
     def park(self, delivery_tag: Any) -> None:
         """Move a message that cannot be delivered out of the unacked set, and say so."""

@@ -197,6 +197,22 @@ def test_a_consumer_that_does_not_ack_leaves_no_unacked_record(
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
+def test_an_acknowledgement_redis_refuses_leaves_the_record_and_the_worker_running(
+    redis_server: RedisServer, redis_client: redis.Redis
+) -> None:
+    """As a read-only Redis after a failover: the sweep returns it later, already final."""
+    queue = Queue("notifier.test-refused-ack", routing_key="notifier.test-refused-ack")
+    with _connect(redis_server.url) as connection:
+        _publish(connection, queue, 1)
+        (message,) = _consume(connection, queue, ack=False, want=1)
+        redis_client.config_set("min-replicas-to-write", 1)  # every write is refused now
+        try:
+            message.ack()
+        finally:
+            redis_client.config_set("min-replicas-to-write", 0)
+    assert redis_client.hlen("unacked") == 1 and redis_client.zcard("unacked_index") == 1
+
+
 def test_a_message_pushed_without_a_token_is_still_taken(
     redis_server: RedisServer, redis_client: redis.Redis
 ) -> None:
