@@ -59,9 +59,17 @@ def _publish(connection: Connection, queue: Queue, count: int) -> None:
 
 
 def _consume(
-    connection: Connection, queue: Queue, ack: bool, want: int, seconds: float = 10
+    connection: Connection,
+    queue: Queue,
+    ack: bool,
+    want: int,
+    seconds: float = 10,
+    no_ack: bool = False,
 ) -> list[Message]:
-    """Messages delivered to a consumer through the poller (the path a worker's loop uses)."""
+    """Messages delivered to a consumer through the poller (the path a worker's loop uses).
+
+    `no_ack` makes a consumer that never acknowledges, as Celery's reply consumers are.
+    """
     got: list[Message] = []
 
     def receive(body: Any, message: Message) -> None:
@@ -69,7 +77,7 @@ def _consume(
         if ack:
             message.ack()
 
-    with Consumer(connection, [queue], callbacks=[receive], prefetch_count=want):
+    with Consumer(connection, [queue], callbacks=[receive], prefetch_count=want, no_ack=no_ack):
         deadline = time.monotonic() + seconds
         while len(got) < want and time.monotonic() < deadline:
             with contextlib.suppress(socket.timeout):
@@ -185,15 +193,10 @@ def test_a_consumer_that_does_not_ack_leaves_no_unacked_record(
 ) -> None:
     """As Celery's consumer of replies to inspect and control: the sweep would resend them."""
     queue = Queue("notifier.test-no-ack", routing_key="notifier.test-no-ack")
-    got: list[Any] = []
     with _connect(redis_server.url) as connection:
         _publish(connection, queue, 3)
-        with Consumer(connection, [queue], callbacks=[lambda b, m: got.append(b)], no_ack=True):
-            deadline = time.monotonic() + 10
-            while len(got) < 3 and time.monotonic() < deadline:
-                with contextlib.suppress(socket.timeout):
-                    connection.drain_events(timeout=1)
-    assert [body["n"] for body in got] == [0, 1, 2]
+        got = _consume(connection, queue, ack=False, want=3, no_ack=True)
+    assert [m.payload["n"] for m in got] == [0, 1, 2]
     assert redis_client.hlen("unacked") == 0 and redis_client.zcard("unacked_index") == 0
 
 
