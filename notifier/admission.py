@@ -19,49 +19,61 @@ from typing import Any
 
 import redis
 
-from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, task_message, wake_key
+from notifier.batches import batch_key, chunks_key
 from notifier.errors import BrokerUnavailable, NotifierError
 from notifier.queue import (
     CAMPAIGNS_QUEUE,
-    CHUNK_TASK,
     MESSAGES_QUEUE,
-    SEND_TASK,
     chunk_payloads,
     new_message_id,
     task_payload,
 )
 from notifier.replies import text
+from notifier.state import history_key, message_key
+from notifier.unfinished import (
+    PUSH_LIMITS,
+    PUSH_LUA,
+    chunk_envelope,
+    chunk_member,
+    message_envelope,
+    queue_keys,
+)
 
-_MESSAGE = """
+_MESSAGE = (
+    PUSH_LUA
+    + """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
-redis.call('LPUSH', KEYS[4], ARGV[5])
-redis.call('LPUSH', KEYS[5], 1)
-redis.call('LTRIM', KEYS[5], 0, ARGV[8] - 1)
-redis.call('EXPIRE', KEYS[5], ARGV[9])
-redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3])
+push(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[2], ARGV[3], tonumber(ARGV[8]), ARGV[9])
+redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3], 'payload', ARGV[10])
 redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[6])
 return false
 """
+)
 
-_BATCH = """
+# ARGV[11...]: per chunk, its envelope, its task id and its recipients (JSON).
+_BATCH = (
+    PUSH_LUA
+    + """
 local existing = redis.call('GET', KEYS[1])
 if existing then return existing end
-for i = 11, #ARGV do
-  redis.call('LPUSH', KEYS[3], ARGV[i])
-  redis.call('LPUSH', KEYS[4], 1)
+local number = 0
+for i = 11, #ARGV, 3 do
+  push(KEYS[3], KEYS[4], KEYS[5], ARGV[i], ARGV[i + 1], ARGV[3], tonumber(ARGV[9]), ARGV[10])
+  redis.call('HSET', KEYS[6], number, ARGV[i + 2])
+  number = number + 1
 end
-redis.call('LTRIM', KEYS[4], 0, ARGV[9] - 1)
-redis.call('EXPIRE', KEYS[4], ARGV[10])
+redis.call('EXPIRE', KEYS[6], ARGV[8])
 redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
            'chunks', ARGV[6], 'created', ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[8])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[7])
 return false
 """
+)
 
 
 class IdempotencyConflict(NotifierError):
@@ -106,14 +118,14 @@ class Admission:
         message_id = new_message_id()
         now = round(self._clock(), 3)
         entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
-        # The message id names the task too, so Flower shows the id the status API knows.
-        payload = [task_payload(message_id, message)]
-        envelope = task_message(SEND_TASK, payload, MESSAGES_QUEUE, task_id=message_id)
-        key = f"{self._prefix}:msg:{message_id}"
-        keys = [self._idem_key(webhook_id), key, f"{key}:history", MESSAGES_QUEUE,
-                wake_key(MESSAGES_QUEUE)]  # fmt: skip
-        args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,
-                self._retention, WAKE_TOKENS_MAX, WAKE_TOKENS_TTL]  # fmt: skip
+        # The task carries the id only (it names the task in Flower too); the payload
+        # stays in the record, where the sender and the reconciler read it.
+        payload = json.dumps(task_payload(message_id, message), separators=(",", ":"),
+                             ensure_ascii=False)  # fmt: skip
+        keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
+                history_key(self._prefix, message_id), *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
+        args = [_digest(body), message_id, now, entry, message_envelope(message_id),
+                self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
     def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
@@ -125,12 +137,15 @@ class Admission:
         """
         batch_id = new_message_id()
         chunks = chunk_payloads(batch_id, batch)
-        envelopes = [task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE) for chunk in chunks]
-        keys = [self._idem_key(webhook_id), f"{self._prefix}:batch:{batch_id}", CAMPAIGNS_QUEUE,
-                wake_key(CAMPAIGNS_QUEUE)]  # fmt: skip
+        per_chunk: list[str] = []
+        for number, chunk in enumerate(chunks):
+            per_chunk += [chunk_envelope(batch_id, number), chunk_member(batch_id, number),
+                          json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
+        keys = [self._idem_key(webhook_id), batch_key(self._prefix, batch_id),
+                *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, batch_id)]  # fmt: skip
         args = [_digest(body), batch_id, round(self._clock(), 3), batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
-                WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, *envelopes]  # fmt: skip
+                *PUSH_LIMITS, *per_chunk]  # fmt: skip
         return self._run(self._batch, keys, args, batch_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:

@@ -13,14 +13,18 @@ from typing import Any
 
 import redis
 
+from notifier.queue import CAMPAIGNS_QUEUE
 from notifier.record import iso
 from notifier.replies import maybe_text, text
 from notifier.state import FINAL, early_receipt, early_receipt_key, msgid_key
+from notifier.unfinished import chunk_member, unfinished_key
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
 # Set the outcomes of several recipients and move the batch counters with them, in one
-# atomic step. ARGV[1] is the retention; then six per recipient: its field, its encoded
+# atomic step, and mark the chunk seen in its unfinished set (KEYS[4], member ARGV[2],
+# ARGV[3] the time; '' for none), so a chunk still being sent is not queued again.
+# ARGV[1] is the retention; then six per recipient: its field, its encoded
 # outcome, its failure entry (or ''), and for a sent one the positions in KEYS of its
 # msgid key (or 0), with the recipient id to point it at so its delivery receipt finds
 # it, and of the key where a receipt that outran the send waits. Returns those early
@@ -29,7 +33,8 @@ _SET_MANY = """
 local ttl = ARGV[1]
 local moves = {}
 local early = {}
-for i = 2, #ARGV, 6 do
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
+for i = 4, #ARGV, 6 do
   local old = redis.call('HGET', KEYS[2], ARGV[i])
   local old_status = old and string.match(old, '^[^|]+') or nil
   local new_status = string.match(ARGV[i + 1], '^[^|]+')
@@ -59,6 +64,16 @@ redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[1], ttl)
 return early
 """
+
+
+def batch_key(prefix: str, batch_id: str) -> str:
+    """A campaign's record: a hash of its state, template, size and counters."""
+    return f"{prefix}:batch:{batch_id}"
+
+
+def chunks_key(prefix: str, batch_id: str) -> str:
+    """A campaign's unfinished chunks: chunk number -> the chunk's recipients and fields."""
+    return f"{batch_key(prefix, batch_id)}:chunks"
 
 
 def recipient_id(batch_id: str, index: int) -> str:
@@ -117,6 +132,20 @@ class BatchStore:
         self._retention = retention
         self._prefix = prefix
         self._set_many = client.register_script(_SET_MANY)
+        self.unfinished = unfinished_key(CAMPAIGNS_QUEUE)
+
+    def chunk(self, batch_id: str, number: int) -> dict[str, Any] | None:
+        """A chunk's stored recipients and shared fields; None once it has finished."""
+        raw = self._redis.hget(chunks_key(self._prefix, batch_id), str(number))
+        return json.loads(raw) if raw else None
+
+    def finish_chunk(self, batch_id: str, number: int, keep: bool = False) -> None:
+        """A chunk left the queues: every recipient final, or parked as deferred (`keep`)."""
+        pipe = self._redis.pipeline()
+        pipe.zrem(self.unfinished, chunk_member(batch_id, number))
+        if not keep:
+            pipe.hdel(chunks_key(self._prefix, batch_id), str(number))
+        pipe.execute()
 
     def state(self, batch_id: str) -> str | None:
         """The batch's state, or None when it is unknown (or expired)."""
@@ -140,12 +169,19 @@ class BatchStore:
         """Store a recipient's outcome; failures also go on the batch's failure list."""
         self.record_many(batch_id, [Settled(index, outcome, touser, errmsg)])
 
-    def record_many(self, batch_id: str, settled: list[Settled]) -> None:
-        """Store the outcomes of several recipients of a batch in one round trip."""
+    def record_many(
+        self, batch_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
+    ) -> None:
+        """Store the outcomes of several recipients of a batch in one round trip.
+
+        `chunk`, the number of the chunk being sent, is marked seen at `now` as well.
+        """
         if not settled:
             return
-        keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id)]
-        args: list[str | int] = [self._retention]
+        keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id),
+                self.unfinished]  # fmt: skip
+        member = chunk_member(batch_id, chunk) if chunk is not None else ""
+        args: list[str | int | float] = [self._retention, member, round(now, 3)]
         for item in settled:
             outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
             if outcome.status == "sent" and outcome.msgid is not None:
@@ -236,7 +272,7 @@ class BatchStore:
         }
 
     def _key(self, batch_id: str) -> str:
-        return f"{self._prefix}:batch:{batch_id}"
+        return batch_key(self._prefix, batch_id)
 
     def _outcomes(self, batch_id: str) -> str:
         return f"{self._key(batch_id)}:r"

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from typing import Any
 
 import redis
 
-from notifier.batches import BatchStore, Outcome, Settled, recipient_id
+from notifier.batches import BatchStore, Outcome, Settled, chunks_key, recipient_id
+from notifier.broker import task_message
 from notifier.errors import DailyQuotaError, PermanentError, TokenError, TransientError
-from notifier.queue import PublishMany
+from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK
 from notifier.quota import QuotaGate
 from notifier.ratelimit import RateLimiter
 from notifier.tokens import TokenStore
+from notifier.unfinished import PUSH_LIMITS, PUSH_LUA, chunk_envelope, chunk_member, queue_keys
 from notifier.wechat import WeChatClient
 
 log = logging.getLogger(__name__)
@@ -33,15 +36,19 @@ Recipient = list[Any]  # [index, touser, own data or None]
 
 
 class DeferredChunks:
-    """Campaign chunks held back by the daily quota, queued again when it resets."""
+    """Campaign chunks held back by the daily quota, queued again when it resets.
 
-    def __init__(self, connection: redis.Redis, publish_many: PublishMany | None = None) -> None:
+    A chunk waits here as its reference (its recipients stay in the campaign's chunk
+    hash); a chunk parked before tasks carried references waits whole.
+    """
+
+    def __init__(self, connection: redis.Redis) -> None:
         self._redis = connection
-        self._publish_many = publish_many
         self.key = "notifier:deferred-chunks"
+        self._release = connection.register_script(_RELEASE)
 
     def park(self, chunk: dict[str, Any]) -> None:
-        """Keep a chunk (only its unsent recipients) until the pause ends."""
+        """Keep a chunk's reference (or a whole chunk) until the pause ends."""
         self._redis.rpush(self.key, json.dumps(chunk))
 
     def count(self) -> int:
@@ -49,21 +56,55 @@ class DeferredChunks:
         return int(self._redis.llen(self.key))
 
     def release(self) -> int:
-        """Queue every parked chunk again; return how many recipients that was."""
-        if self._publish_many is None:
-            raise RuntimeError("no publisher to release deferred chunks with")
+        """Queue every parked chunk again, each moved in one atomic step.
+
+        Returns how many recipients the chunks queued again hold.
+        """
         recipients = 0
-        # A release that died between moving and publishing left chunks here: take them back.
-        while self._redis.lmove(f"{self.key}:moving", self.key, "RIGHT", "LEFT") is not None:
-            pass
-        while True:
-            raw = self._redis.lmove(self.key, f"{self.key}:moving", "LEFT", "RIGHT")
-            if raw is None:
-                return recipients
-            chunk = json.loads(raw)
-            self._publish_many([chunk])
-            self._redis.lrem(f"{self.key}:moving", 1, raw)
-            recipients += len(chunk["recipients"])
+        while raws := self._redis.lrange(self.key, 0, 99):
+            args: list[Any] = [round(time.time(), 3), *PUSH_LIMITS]
+            for raw in raws:
+                chunk = json.loads(raw)
+                if "recipients" in chunk:  # parked whole: queued whole, as before
+                    member, envelope = "", task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE)
+                    recipients += len(chunk["recipients"])
+                else:
+                    member = chunk_member(chunk["batch"], chunk["chunk"])
+                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"])
+                    recipients += self._size(chunk["batch"], chunk["chunk"])
+                args += [raw, envelope, member]
+            moved = int(self._release(keys=[self.key, *queue_keys(CAMPAIGNS_QUEUE)], args=args))
+            if moved < len(raws):
+                break  # another release took the rest
+        return recipients
+
+    def _size(self, batch_id: str, number: int) -> int:
+        raw = self._redis.hget(chunks_key("notifier", batch_id), str(number))
+        return len(json.loads(raw)["recipients"]) if raw else 0
+
+
+# Moves parked chunks to the queue: each leaves the list only as its task is pushed, so
+# two releases at once queue a chunk once. ARGV: now, the push limits, then per chunk
+# its parked text, its envelope and its task id ('' for a whole chunk: not tracked).
+_RELEASE = (
+    PUSH_LUA
+    + """
+local moved = 0
+for i = 4, #ARGV, 3 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    if ARGV[i + 2] == '' then
+      redis.call('LPUSH', KEYS[2], ARGV[i + 1])
+      redis.call('LPUSH', KEYS[3], 1)
+    else
+      push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1],
+           tonumber(ARGV[2]), ARGV[3])
+    end
+    moved = moved + 1
+  end
+end
+return moved
+"""
+)
 
 
 class BulkSender:
@@ -86,10 +127,28 @@ class BulkSender:
         self._limiter = limiter
         self._local = threading.local()  # permits in hand, per sending thread
 
+    def resolve(self, task_arg: dict[str, Any]) -> dict[str, Any] | None:
+        """The chunk a task names, with its recipients; None when it has finished already.
+
+        Tasks carry a reference ({batch, chunk}); one queued before they did carries the
+        whole chunk, which is used as it is.
+        """
+        if "recipients" in task_arg:
+            return task_arg
+        stored = self._batches.chunk(task_arg["batch"], task_arg["chunk"])
+        if stored is None:
+            log.info("chunk %s.%s has finished already", task_arg["batch"], task_arg["chunk"])
+            return None
+        return {**stored, "chunk": task_arg["chunk"]}
+
     def deliver(self, chunk: dict[str, Any], attempt: int, last_attempt: bool) -> list[Recipient]:
-        """Send every recipient not yet final; return the ones that failed transiently."""
+        """Send every recipient not yet final; return the ones that failed transiently.
+
+        A chunk with none to retry has finished and leaves the unfinished set.
+        """
         batch_id = chunk["batch"]
         if not self._batch_ready(batch_id):
+            self._finish(chunk)
             return []
         done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
         todo = [r for r in chunk["recipients"] if r[0] not in done]
@@ -116,19 +175,22 @@ class BulkSender:
                     retry.append(recipient)
                 except DailyQuotaError as exc:
                     self._quota.pause(exc.errmsg)
-                    self._record(batch_id, settled)
+                    self._record(chunk, settled)
                     self._defer(chunk, todo[position:], attempt)
-                    break
+                    return []
                 except PermanentError as exc:
                     outcome = Outcome("failed", attempt + 1, None, exc.errcode)
                     settled.append(Settled(index, outcome, touser, exc.errmsg))
                 else:
                     settled.append(Settled(index, Outcome("sent", attempt + 1, msgid)))
                 if len(settled) >= RECORD_EVERY:
-                    self._record(batch_id, settled)
+                    self._record(chunk, settled)
         finally:
-            self._record(batch_id, settled)
-        return [] if last_attempt else retry
+            self._record(chunk, settled)
+        if retry and not last_attempt:
+            return retry
+        self._finish(chunk)
+        return []
 
     def settle(
         self, chunk: dict[str, Any], status: str, errcode: int, errmsg: str, attempt: int
@@ -144,14 +206,20 @@ class BulkSender:
         outcome = Outcome(status, attempt + 1, None, errcode)
         settled = [Settled(index, outcome, touser, errmsg) for index, touser, _ in rest]
         self._batches.record_many(batch_id, settled)
+        self._finish(chunk)
         log.error("batch %s: %d recipients %s: errcode %d %s", batch_id, len(rest), status,
                   errcode, errmsg)  # fmt: skip
         return len(rest)
 
-    def _record(self, batch_id: str, settled: list[Settled]) -> None:
-        """Write the outcomes gathered so far and start gathering anew."""
-        self._batches.record_many(batch_id, settled)
+    def _record(self, chunk: dict[str, Any], settled: list[Settled]) -> None:
+        """Write the outcomes gathered so far, mark the chunk seen, and start gathering anew."""
+        self._batches.record_many(chunk["batch"], settled, chunk.get("chunk"), time.time())
         settled.clear()
+
+    def _finish(self, chunk: dict[str, Any], keep: bool = False) -> None:
+        """Take a chunk out of the unfinished set (one queued whole was never in it)."""
+        if "chunk" in chunk:
+            self._batches.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
 
     def _batch_ready(self, batch_id: str) -> bool:
         """A chunk whose batch record is gone (past its retention) has nobody to report to."""
@@ -197,10 +265,16 @@ class BulkSender:
     def _defer(self, chunk: dict[str, Any], todo: list[Recipient], attempt: int) -> None:
         """Park the rest of the chunk until the quota resets; each recipient shows `deferred`."""
         if not todo:
+            self._finish(chunk)
             return
         outcome = Outcome("deferred", attempt, None, 45009)
         self._batches.record_many(chunk["batch"], [Settled(r[0], outcome) for r in todo])
-        self._deferred.park({**chunk, "recipients": todo})
+        if "chunk" in chunk:
+            # Its recipients stay stored; the reference waits, out of the unfinished set.
+            self._deferred.park({"batch": chunk["batch"], "chunk": chunk["chunk"]})
+            self._finish(chunk, keep=True)
+        else:
+            self._deferred.park({**chunk, "recipients": todo})
         log.warning(
             "batch %s: %d recipients deferred by the daily quota", chunk["batch"], len(todo)
         )

@@ -29,8 +29,6 @@ class Console:
 
 
 def _console() -> Console:
-    from notifier.queue import celery_chunk_publisher, celery_publisher
-
     settings = current()
     click.echo(f"redis: {_where(settings.redis_url)}", err=True)
     connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
@@ -42,9 +40,9 @@ def _console() -> Console:
         ) from None
     state = MessageState(connection, retention=settings.status_retention)
     quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
-    deferred = DeferredChunks(connection, celery_chunk_publisher())
+    deferred = DeferredChunks(connection)
     batches = BatchStore(connection, retention=settings.status_retention)
-    return Console(state, Replayer(state, celery_publisher()), quota, deferred, batches)
+    return Console(state, Replayer(state), quota, deferred, batches)
 
 
 def _where(url: str) -> str:

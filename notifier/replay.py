@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from notifier.queue import Publish
 from notifier.state import MessageRecord, MessageState
 
 log = logging.getLogger(__name__)
@@ -17,9 +16,8 @@ BATCH = 500
 class Replayer:
     """Requeues failed, dead or deferred messages under their own ids, keeping their history."""
 
-    def __init__(self, state: MessageState, publish: Publish) -> None:
+    def __init__(self, state: MessageState) -> None:
         self._state = state
-        self._publish = publish
 
     def list(self, index: str, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
         """Records in an index (dead letters or deferred), oldest first."""
@@ -28,15 +26,8 @@ class Replayer:
 
     def replay(self, message_id: str, reason: str = "replayed") -> bool:
         """Queue one parked message again; False if it is unknown or not parked."""
-        before = self._state.status(message_id)
-        payload = self._state.requeue(message_id, reason)
-        if payload is None:
+        if self._state.requeue(message_id, reason) is None:
             return False
-        try:
-            self._publish(payload)
-        except Exception:
-            self._state.unqueue(message_id, before or "dead")
-            raise
         log.info("message %s %s", message_id, reason)
         return True
 

@@ -1,18 +1,24 @@
 """The Lua scripts behind message state: each check-and-write happens in one atomic step."""
 
-# Starts an attempt in one round trip: skip a final message, take the claim, count it.
-# Returns {attempts, status} when claimed, {0, status} when final, {-1, ttl} when held.
+from notifier.unfinished import PUSH_LUA
+
+# Starts an attempt in one round trip: skip a final message, take the claim, count it,
+# and mark it seen in the unfinished set (KEYS[3]). Returns {attempts, status, payload}
+# when claimed, {0, status} when final (or unknown: ''), {-1, ttl} when held.
 BEGIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
+  redis.call('ZREM', KEYS[3], ARGV[3])
   return {0, status}
 end
+if not status then return {0, ''} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   return {-1, tostring(redis.call('TTL', KEYS[2]))}
 end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {attempts, status or ''}
+redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[3])
+return {attempts, status, redis.call('HGET', KEYS[1], 'payload') or ''}
 """
 
 # Records an accepted send in one round trip: status, msgid and its reverse mapping,
@@ -25,6 +31,7 @@ redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
+redis.call('ZREM', KEYS[6], ARGV[5])
 return redis.call('GETDEL', KEYS[5])
 """
 
@@ -38,21 +45,25 @@ redis.call('RPUSH', KEYS[2], ARGV[5])
 return 1
 """
 
-# Moves a message back to `queued` only if it is still replayable and kept its payload
-# (a receipt's `failed` has none: the follower blocked us), so two operators replaying
-# at once publish it once. Returns {old status, payload}, or nil (and then
+# Queues a failed, dead or deferred message again, only if it is still replayable and
+# kept its payload (a receipt's `failed` has none: the follower blocked us), so two
+# operators replaying at once queue it once; status, indexes and the queued task change
+# in one step, so a replay is never half done. Returns the old status, or nil (and then
 # drops the id from the indexes, where it was stale).
-REQUEUE = """
+# KEYS: record, history, dead index, deferred index, queue, wake list, unfinished set.
+REQUEUE = (
+    PUSH_LUA
+    + """
 local status = redis.call('HGET', KEYS[1], 'status')
-local payload = redis.call('HGET', KEYS[1], 'payload')
-if (status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3]) or not payload then
-  redis.call('ZREM', KEYS[3], ARGV[6])
-  redis.call('ZREM', KEYS[4], ARGV[6])
+local payload = redis.call('HEXISTS', KEYS[1], 'payload')
+redis.call('ZREM', KEYS[3], ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
+if (status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3]) or payload == 0 then
   return nil
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('ZREM', KEYS[3], ARGV[6])
-redis.call('ZREM', KEYS[4], ARGV[6])
-return {status, payload}
+push(KEYS[5], KEYS[6], KEYS[7], ARGV[7], ARGV[6], ARGV[4], tonumber(ARGV[8]), ARGV[9])
+return status
 """
+)

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from notifier.errors import (
+    UNEXPECTED_ERRCODE,
     DailyQuotaError,
     PermanentError,
     TokenError,
@@ -14,7 +15,7 @@ from notifier.errors import (
 )
 from notifier.quota import QuotaGate
 from notifier.ratelimit import RateLimiter
-from notifier.state import MessageState
+from notifier.state import MessageState, is_payload
 from notifier.tokens import TokenStore
 from notifier.wechat import WeChatClient
 
@@ -70,12 +71,19 @@ class Sender:
         message `deferred`, to be queued again when the quota resets.
         """
         message_id = payload["id"]
-        attempts, detail = self._state.begin_attempt(message_id, self._claim_seconds)
+        attempts, detail, stored = self._state.begin_attempt(message_id, self._claim_seconds)
         if attempts == 0:
-            log.info("message %s is already %s; not sending it again", message_id, detail)
+            log.info("message %s is %s; not sending it", message_id, detail or "unknown")
             return None
         if attempts < 0:
             raise AlreadyClaimed(int(detail) + 1)
+        # Tasks carry the id; a task queued before they did carries the whole message.
+        payload = payload if is_payload(payload) else (stored or {})
+        if not is_payload(payload):
+            self._state.release(message_id)
+            log.error("message %s has no payload to send; recorded dead", message_id)
+            self._state.record_dead(message_id, UNEXPECTED_ERRCODE, "no payload stored", {})
+            return None
         released = False
         try:
             pause = self._quota.paused()

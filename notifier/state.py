@@ -9,9 +9,11 @@ from typing import Any
 
 import redis
 
+from notifier.queue import MESSAGES_QUEUE
 from notifier.record import MessageRecord, iso
 from notifier.replies import maybe_text, text
 from notifier.scripts import BEGIN, RECEIPT, RECORD_SENT, REQUEUE
+from notifier.unfinished import PUSH_LIMITS, message_envelope, queue_keys, unfinished_key
 
 __all__ = ["MessageRecord", "MessageState", "iso"]
 
@@ -29,6 +31,21 @@ FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD})
 REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
 DEFAULT_RETENTION = 7 * 24 * 3600
+
+
+def message_key(prefix: str, message_id: str) -> str:
+    """A single message's record: a hash of status, attempts, payload and last error."""
+    return f"{prefix}:msg:{message_id}"
+
+
+def history_key(prefix: str, message_id: str) -> str:
+    """A single message's history: a list of JSON entries, oldest first."""
+    return f"{message_key(prefix, message_id)}:history"
+
+
+def is_payload(payload: Any) -> bool:
+    """Whether a task argument is a whole message, not only its id (tasks carry ids now)."""
+    return isinstance(payload, dict) and "touser" in payload
 
 
 def msgid_key(prefix: str, msgid: int) -> str:
@@ -63,24 +80,35 @@ class MessageState:
         self._clock = clock
         self.dead_index = f"{prefix}:dead"
         self.deferred_index = f"{prefix}:deferred"
+        self.unfinished = unfinished_key(MESSAGES_QUEUE)
         self._requeue = client.register_script(REQUEUE)
         self._receipt = client.register_script(RECEIPT)
         self._begin = client.register_script(BEGIN)
         self._sent = client.register_script(RECORD_SENT)
 
-    def record_queued(self, message_id: str, pipe: Any = None) -> None:
-        """Create the record as the intake accepts a message."""
-        self._transition(message_id, QUEUED, {}, pipe=pipe)
+    def record_queued(self, message_id: str, payload: dict[str, Any] | None = None) -> None:
+        """Create a record as the intake does (tests and tools; intake writes it in Lua)."""
+        fields = {"payload": json.dumps(payload)} if payload is not None else {}
+        self._transition(message_id, QUEUED, fields)
 
     def status(self, message_id: str) -> str | None:
         """Return the current status, or None for an unknown id."""
         return maybe_text(self._redis.hget(self._key(message_id), "status"))
 
-    def begin_attempt(self, message_id: str, claim_seconds: int) -> tuple[int, str]:
-        """Claim and count an attempt: (attempts, status), (0, final status) or (-1, claim TTL)."""
-        keys = [self._key(message_id), f"{self._key(message_id)}:claim"]
-        result, detail = self._begin(keys=keys, args=[claim_seconds, self._retention])
-        return int(result), text(detail)
+    def begin_attempt(
+        self, message_id: str, claim_seconds: int
+    ) -> tuple[int, str, dict[str, Any] | None]:
+        """Claim and count an attempt.
+
+        Returns (attempts, status, stored payload) when claimed, (0, final status, None)
+        when there is nothing to send ('' for an unknown id), (-1, claim TTL, None) when
+        another worker holds the claim.
+        """
+        keys = [self._key(message_id), f"{self._key(message_id)}:claim", self.unfinished]
+        args = [claim_seconds, self._retention, message_id, round(self._clock(), 3)]
+        result, detail, *rest = self._begin(keys=keys, args=args)
+        stored = json.loads(rest[0]) if rest and rest[0] else None
+        return int(result), text(detail), stored
 
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
@@ -96,6 +124,7 @@ class MessageState:
             f"{key}:claim",
             self.msgid_key(msgid),
             self.early_receipt_key(msgid),
+            self.unfinished,
         ]
         entry = json.dumps({"status": SENT, "at": now}, separators=(",", ":"))
         early = self._sent(keys=keys, args=[now, msgid, entry, self._retention, message_id])
@@ -104,8 +133,12 @@ class MessageState:
             self.record_receipt(message_id, *early_receipt(early))
 
     def record_retrying(self, message_id: str, errcode: int, errmsg: str) -> None:
-        """Mark a transient failure that will be retried."""
-        self._transition(message_id, RETRYING, {"errcode": errcode, "errmsg": errmsg})
+        """Mark a transient failure that will be retried; its retry counts as seen now."""
+        pipe = self._redis.pipeline()
+        fields = {"errcode": errcode, "errmsg": errmsg}
+        now = self._transition(message_id, RETRYING, fields, pipe=pipe)
+        pipe.zadd(self.unfinished, {message_id: now}, xx=True)
+        pipe.execute()
 
     def record_failed(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
         """Mark a permanent failure, keeping the payload so an operator can replay it."""
@@ -136,32 +169,17 @@ class MessageState:
         keys = [self._key(message_id), self._history_key(message_id)]
         return bool(self._receipt(keys=keys, args=[status, now, reason, errmsg, entry]))
 
-    def requeue(self, message_id: str, reason: str) -> dict[str, Any] | None:
-        """Move a failed, dead or deferred message back to queued; return its payload.
+    def requeue(self, message_id: str, reason: str) -> str | None:
+        """Queue a failed, dead or deferred message again; return the status it had.
 
         Returns None when the message is not (or no longer) replayable.
         """
         now = round(self._clock(), 3)
         entry = json.dumps({"status": QUEUED, "at": now, "detail": reason}, separators=(",", ":"))
-        keys = [
-            self._key(message_id),
-            self._history_key(message_id),
-            self.dead_index,
-            self.deferred_index,
-        ]
-        result = self._requeue(keys=keys, args=[*REPLAYABLE, now, entry, message_id])
-        if not result or result[1] is None:
-            return None
-        payload: dict[str, Any] = json.loads(result[1])
-        return payload
-
-    def unqueue(self, message_id: str, status: str) -> None:
-        """Undo a requeue whose publish failed, so the message stays visible where it was."""
-        index = self.deferred_index if status == DEFERRED else self.dead_index
-        pipe = self._redis.pipeline()
-        pipe.hset(self._key(message_id), "status", status)
-        pipe.zadd(index, {message_id: self._clock()})
-        pipe.execute()
+        keys = [self._key(message_id), self._history_key(message_id), self.dead_index,
+                self.deferred_index, *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
+        args = [*REPLAYABLE, now, entry, message_id, message_envelope(message_id), *PUSH_LIMITS]
+        return maybe_text(self._requeue(keys=keys, args=args))
 
     def ids(self, index: str, limit: int = 100, offset: int = 0) -> list[str]:
         """Ids in an index (dead letters or deferred), oldest first."""
@@ -210,9 +228,13 @@ class MessageState:
         self, message_id: str, status: str, errcode: int, errmsg: str, payload: Any, index: str
     ) -> None:
         pipe = self._redis.pipeline()
-        fields = {"errcode": errcode, "errmsg": errmsg, "payload": json.dumps(payload)}
+        fields: dict[str, Any] = {"errcode": errcode, "errmsg": errmsg}
+        if is_payload(payload):  # else the record kept the payload from admission
+            fields["payload"] = json.dumps(payload)
         self._transition(message_id, status, fields, pipe=pipe)
         now = self._clock()
+        # Parked where an operator sees it: no longer the reconciler's to queue again.
+        pipe.zrem(self.unfinished, message_id)
         pipe.zadd(index, {message_id: now})
         # Ids outlive nothing: drop those whose records have expired.
         pipe.zremrangebyscore(index, 0, now - self._retention)
@@ -226,7 +248,8 @@ class MessageState:
         clear: tuple[str, ...] = (),
         detail: str | None = None,
         pipe: Any = None,
-    ) -> None:
+    ) -> float:
+        """Write a status change and its history entry; return its time."""
         now = round(self._clock(), 3)
         key, history = self._key(message_id), self._history_key(message_id)
         entry: dict[str, Any] = {"status": status, "at": now}
@@ -245,9 +268,10 @@ class MessageState:
         pipe.expire(history, self._retention)
         if own:
             pipe.execute()
+        return now
 
     def _key(self, message_id: str) -> str:
-        return f"{self._prefix}:msg:{message_id}"
+        return message_key(self._prefix, message_id)
 
     def _history_key(self, message_id: str) -> str:
-        return f"{self._key(message_id)}:history"
+        return history_key(self._prefix, message_id)

@@ -9,6 +9,7 @@ from typing import Any
 
 import redis
 from celery import Task, shared_task
+from kombu.exceptions import OperationalError
 
 from notifier.config import current
 from notifier.errors import (
@@ -25,7 +26,7 @@ from notifier.worker import services
 
 
 class RecordingTask(Task):  # type: ignore[misc]
-    """Records `dead`, with the payload, for any failure the task did not record itself."""
+    """Records `dead` for any failure the task did not record itself, but Redis's own."""
 
     def on_failure(
         self, exc: Exception, task_id: str, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -33,7 +34,11 @@ class RecordingTask(Task):  # type: ignore[misc]
     ) -> None:  # fmt: skip
         if isinstance(exc, PermanentError | RetriesExhausted) or not args:
             return  # recorded `failed` or `dead` already
-        # Redis away: the message is unacknowledged and comes back, to be recorded then.
+        if isinstance(exc, redis.RedisError | OperationalError):
+            # Redis away or refusing writes: the message is still unfinished, and the
+            # reconciler queues it again; recording it dead would end it for nothing.
+            log.warning("task %s left for the reconciler: %s", task_id, type(exc).__name__)
+            return
         with contextlib.suppress(redis.RedisError):
             self.record_dead(args[0], repr(exc)[:200])
 
@@ -41,6 +46,7 @@ class RecordingTask(Task):  # type: ignore[misc]
         """Record one message dead unless it already reached a final state."""
         state = services().state
         if state.status(payload["id"]) not in FINAL:
+            # An id-only payload leaves the record's own payload in place.
             state.record_dead(payload["id"], UNEXPECTED_ERRCODE, errmsg, payload)
 
 
@@ -115,7 +121,10 @@ class ChunkTask(RecordingTask):
     """Settles a chunk's unfinished recipients as `dead` when the chunk fails unexpectedly."""
 
     def record_dead(self, payload: dict[str, Any], errmsg: str) -> None:
-        services().bulk.settle(payload, "dead", UNEXPECTED_ERRCODE, errmsg, self.request.retries)
+        bulk = services().bulk
+        chunk = bulk.resolve(payload)
+        if chunk is not None:
+            bulk.settle(chunk, "dead", UNEXPECTED_ERRCODE, errmsg, self.request.retries)
 
 
 @shared_task(
@@ -127,10 +136,13 @@ class ChunkTask(RecordingTask):
     max_retries=_settings.send_max_retries,
     throws=(PermanentError, RetriesExhausted),
 )
-def send_chunk(self: Task, chunk: dict[str, Any]) -> int:
+def send_chunk(self: Task, ref: dict[str, Any]) -> int:
     """Send a campaign chunk; retry only its recipients that failed transiently."""
     retries = self.request.retries
     bulk = services().bulk
+    chunk = bulk.resolve(ref)
+    if chunk is None:
+        return 0  # finished already: this was a second copy
     try:
         again = bulk.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
     except PermanentError as exc:
@@ -141,10 +153,19 @@ def send_chunk(self: Task, chunk: dict[str, Any]) -> int:
         bulk.settle(chunk, "dead", exc.errcode, exc.errmsg, retries)
         raise RetriesExhausted(exc.errcode, exc.errmsg) from None
     except redis.RedisError as exc:
-        # Lost Redis mid-chunk: recipients already final are skipped on the next run.
+        # Lost Redis mid-chunk: recipients already final are skipped on the next run. A
+        # retry Redis refuses too leaves the chunk unfinished, for the reconciler.
         raise self.retry(exc=exc, countdown=random.uniform(1, 5), max_retries=retries + 1) from None
     if again:
-        # The same backoff as send_template's autoretry: full jitter, capped.
+        # The same backoff as send_template's autoretry: full jitter, capped. A chunk
+        # named by reference is read again, its final recipients skipped.
         countdown = random.uniform(0, min(_settings.send_retry_backoff_max, 2**retries))
-        raise self.retry(args=({**chunk, "recipients": again},), countdown=countdown)
+        retry_arg = ref if "recipients" not in ref else {**ref, "recipients": again}
+        raise self.retry(args=(retry_arg,), countdown=countdown)
     return len(chunk["recipients"])
+
+
+@shared_task(name="notifier.reconcile", ignore_result=True)
+def reconcile() -> dict[str, int]:
+    """Queue again accepted work that neither a queue nor a worker holds (beat, every 10 s)."""
+    return services().reconciler.run()

@@ -14,8 +14,8 @@ from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
 from notifier.bulk import DeferredChunks
 from notifier.config import Settings, current
+from notifier.errors import redis_refused
 from notifier.problems import problem
-from notifier.queue import Publish, PublishMany, celery_chunk_publisher, celery_publisher
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier, ReplayGuard
 from notifier.replay import Replayer
@@ -26,12 +26,8 @@ from notifier.state import MessageState
 log = logging.getLogger(__name__)
 
 
-def create_app(
-    settings: Settings | None = None,
-    publish: Publish | None = None,
-    publish_many: PublishMany | None = None,
-) -> Flask:
-    """Build the receiver; replays publish through `publish`/`publish_many` (Celery's)."""
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the receiver from settings (the environment's when not given)."""
     settings = (settings or current()).require_web()
     logs.install(level=settings.log_level)
     if not settings.api_tokens:
@@ -43,8 +39,6 @@ def create_app(
     connection = redis.Redis.from_url(
         settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
     )
-    publish = publish or celery_publisher()
-    publish_many = publish_many or celery_chunk_publisher()
     state = MessageState(connection, retention=settings.status_retention)
     batches = BatchStore(connection, retention=settings.status_retention)
     app.extensions["notifier"] = WebServices(
@@ -53,12 +47,12 @@ def create_app(
         admission=Admission(connection, settings.idempotency_ttl, settings.status_retention),
         state=state,
         bearer=BearerTokens(settings.api_tokens),
-        replayer=Replayer(state, publish),
+        replayer=Replayer(state),
         quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
         callback=CallbackVerifier.from_settings(settings),
         callback_guard=ReplayGuard(connection),
         batches=batches,
-        deferred=DeferredChunks(connection, publish_many),
+        deferred=DeferredChunks(connection),
     )
     for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):
         app.register_blueprint(blueprint)
@@ -82,6 +76,13 @@ def create_app(
     def redis_down(exc: redis.RedisError) -> Response:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return problem(503, "the message store is unavailable; try again")
+
+    @app.errorhandler(redis.ResponseError)
+    def redis_refuses(exc: redis.ResponseError) -> Response:
+        if not redis_refused(exc):
+            return unexpected(exc)
+        log.warning("redis refused a write: %s", str(exc).split(" ", 1)[0])
+        return problem(503, "the message store refuses writes for now; try again")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:

@@ -10,9 +10,9 @@ import redis
 from notifier.batches import BatchStore
 from notifier.bulk import BulkSender, DeferredChunks
 from notifier.config import Settings, current
-from notifier.queue import celery_chunk_publisher, celery_publisher
 from notifier.quota import QuotaGate
 from notifier.ratelimit import RateLimiter
+from notifier.reconciler import MARGIN, Reconciler
 from notifier.replay import Replayer
 from notifier.sender import Sender
 from notifier.state import MessageState
@@ -31,6 +31,7 @@ class Services:
     replayer: Replayer
     deferred: DeferredChunks
     state: MessageState
+    reconciler: Reconciler
 
 
 @functools.cache
@@ -66,14 +67,15 @@ def services() -> Services:
         if settings.wechat_send_rate
         else None
     )
-    deferred = DeferredChunks(connection, celery_chunk_publisher())
+    deferred = DeferredChunks(connection)
     batches = BatchStore(connection, retention=settings.status_retention)
     return Services(
         sender=Sender(client, tokens, state, quota, claim_seconds=claim, limiter=limiter),
         bulk=BulkSender(client, tokens, batches, quota, deferred, limiter=limiter),
         tokens=tokens,
         quota=quota,
-        replayer=Replayer(state, celery_publisher()),
+        replayer=Replayer(state),
         deferred=deferred,
         state=state,
+        reconciler=Reconciler(connection, stale_after=settings.visibility_timeout + MARGIN),
     )

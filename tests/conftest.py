@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 import redis
 
+from notifier.batches import chunks_key
 from notifier.broker import task_args
 from notifier.config import Settings
 from notifier.redis_server import RedisServer
 from notifier.signature import new_secret, signed_headers
+from notifier.state import message_key
 
 SECRET = new_secret()
 
@@ -69,9 +71,24 @@ class QueueView:
         self._queue = queue
 
     @property
-    def published(self) -> list[dict[str, Any]]:
+    def tasks(self) -> list[dict[str, Any]]:
+        """The task arguments as queued: ids and references."""
         raw = reversed(self._client.lrange(self._queue, 0, -1))
         return [task_args(item)[1][0] for item in raw]
+
+    @property
+    def published(self) -> list[dict[str, Any]]:
+        """What each queued task names: a message's stored payload, a chunk's recipients."""
+        return [self._resolve(arg) for arg in self.tasks]
+
+    def _resolve(self, arg: dict[str, Any]) -> dict[str, Any]:
+        if "chunk" in arg:
+            stored = self._client.hget(chunks_key("notifier", arg["batch"]), str(arg["chunk"]))
+            return {**json.loads(stored), "chunk": arg["chunk"]} if stored else arg
+        if "touser" not in arg:
+            stored = self._client.hget(message_key("notifier", arg["id"]), "payload")
+            return dict(json.loads(stored)) if stored else arg
+        return arg
 
     @property
     def down(self) -> bool:

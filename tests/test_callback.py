@@ -16,7 +16,6 @@ from notifier.config import Settings
 from notifier.receipts import CallbackVerifier, sha1_signature
 from notifier.state import MessageState
 from notifier.web import create_app
-from tests.test_intake import Broker
 
 TOKEN = "callbacktoken"
 AES_KEY = base64.b64encode(os.urandom(32)).decode().rstrip("=")
@@ -64,7 +63,7 @@ def state(redis_client: redis.Redis) -> MessageState:
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
     configured = replace(settings, wechat_callback_token=TOKEN, wechat_encoding_aes_key=AES_KEY)
-    return create_app(configured, publish=Broker()).test_client()
+    return create_app(configured).test_client()
 
 
 def test_the_handshake_echoes_echostr_when_signed(client: FlaskClient) -> None:
@@ -77,7 +76,7 @@ def test_the_handshake_echoes_echostr_when_signed(client: FlaskClient) -> None:
 
 
 def test_without_a_callback_token_the_endpoint_is_off(settings: Settings) -> None:
-    client = create_app(settings, publish=Broker()).test_client()
+    client = create_app(settings).test_client()
     assert client.get("/wechat/callback", query_string=signed_query()).status_code == 404
 
 

@@ -15,14 +15,13 @@ from notifier.batches import BatchStore, Outcome, Settled, split_recipient_id
 from notifier.bulk import BulkSender, DeferredChunks
 from notifier.config import Settings
 from notifier.errors import PermanentError, TransientError
-from notifier.queue import CHUNK_SIZE, chunk_payloads
+from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
 from notifier.quota import QuotaGate
 from notifier.state import MessageState
 from notifier.tokens import TokenStore
 from notifier.web import create_app
 from notifier.wechat import Credentials, WeChatClient
 from tests.conftest import QueueView, signed
-from tests.test_intake import Broker
 
 BASE = "https://wechat.test"
 SEND = f"{BASE}/cgi-bin/message/template/send"
@@ -42,7 +41,7 @@ def chunks(redis_client: redis.Redis) -> QueueView:
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings, publish=Broker()).test_client()
+    return create_app(settings).test_client()
 
 
 def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
@@ -105,7 +104,7 @@ def test_a_repeated_batch_is_answered_as_before_and_queued_once(
 
 def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView) -> None:
     small = replace(settings, max_batch_bytes=2048)
-    client = create_app(small, publish=Broker()).test_client()
+    client = create_app(small).test_client()
     assert client.post("/v1/messages/batch", **signed(batch(200))).status_code == 413
 
 
@@ -238,9 +237,9 @@ def test_the_daily_quota_parks_the_rest_of_the_chunk(
     (raw,) = redis_client.lrange(parked.key, 0, -1)
     assert [r[0] for r in json.loads(raw)["recipients"]] == [1, 2, 3]
     assert _counts(store)["deferred"] == 3
-    released: list[dict[str, Any]] = []
-    assert DeferredChunks(redis_client, released.extend).release() == 3
-    assert parked.count() == 0 and len(released) == 1
+    assert DeferredChunks(redis_client).release() == 3
+    assert parked.count() == 0
+    assert [len(c["recipients"]) for c in QueueView(redis_client, CAMPAIGNS_QUEUE).tasks] == [3]
 
 
 @responses.activate

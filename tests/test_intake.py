@@ -22,19 +22,6 @@ GOOD = {
 }
 
 
-class Broker:
-    """Records published payloads; can be told to be down."""
-
-    def __init__(self) -> None:
-        self.published: list[dict[str, Any]] = []
-        self.down = False
-
-    def __call__(self, payload: dict[str, Any]) -> None:
-        if self.down:
-            raise ConnectionError("redis is down")
-        self.published.append(payload)
-
-
 @pytest.fixture
 def broker(redis_client: redis.Redis) -> QueueView:
     return QueueView(redis_client, "notifier.messages")
@@ -42,7 +29,7 @@ def broker(redis_client: redis.Redis) -> QueueView:
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings, publish=Broker()).test_client()
+    return create_app(settings).test_client()
 
 
 def test_a_signed_valid_message_is_queued_and_answered_202(
@@ -168,7 +155,7 @@ def test_broker_down_gets_503_and_leaves_no_record(
 def test_redis_unreachable_gets_503(settings: Settings, broker: QueueView) -> None:
     from dataclasses import replace
 
-    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"), publish=Broker())
+    app = create_app(replace(settings, redis_url="redis://127.0.0.1:1/0"))
     response = app.test_client().post("/v1/messages", **signed(GOOD))
     assert response.status_code == 503
     assert broker.published == []

@@ -13,22 +13,22 @@ from notifier.config import Settings
 from notifier.quota import QuotaGate
 from notifier.state import MessageState
 from notifier.web import create_app
-from tests.conftest import signed
-from tests.test_intake import GOOD, Broker
+from tests.conftest import QueueView, signed
+from tests.test_intake import GOOD
 
 TOKEN = "operator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture
-def broker() -> Broker:
-    return Broker()
+def broker(redis_client: redis.Redis) -> QueueView:
+    return QueueView(redis_client, "notifier.messages")
 
 
 @pytest.fixture
-def client(settings: Settings, broker: Broker, redis_client: redis.Redis) -> FlaskClient:
+def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
     configured = replace(settings, api_tokens=("another-token-abcdefgh", TOKEN))
-    return create_app(configured, publish=broker).test_client()
+    return create_app(configured).test_client()
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def park(
 
 
 def test_dead_letters_are_listed_with_payload_and_replayed_under_their_id(
-    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+    client: FlaskClient, broker: QueueView, redis_client: redis.Redis
 ) -> None:
     message_id, payload = park(client, redis_client)
     listing = client.get("/v1/dead-letters", headers=AUTH).get_json()
@@ -84,7 +84,7 @@ def test_dead_letters_are_listed_with_payload_and_replayed_under_their_id(
     assert [h["status"] for h in view["history"]] == ["queued", "failed", "queued"]
 
 
-def test_replay_all(client: FlaskClient, broker: Broker, redis_client: redis.Redis) -> None:
+def test_replay_all(client: FlaskClient, broker: QueueView, redis_client: redis.Redis) -> None:
     park(client, redis_client, 43004)
     park(client, redis_client, 40003)
     before = len(broker.published)
@@ -105,7 +105,7 @@ def test_operator_endpoints_need_the_token(client: FlaskClient) -> None:
 
 
 def test_quota_pause_is_visible_and_can_be_lifted(
-    client: FlaskClient, broker: Broker, redis_client: redis.Redis, settings: Settings
+    client: FlaskClient, broker: QueueView, redis_client: redis.Redis, settings: Settings
 ) -> None:
     message_id = client.post("/v1/messages", **signed(GOOD)).get_json()["id"]
     payload = {"id": message_id, **GOOD, "client_msg_id": message_id}
@@ -127,34 +127,38 @@ def test_bearer_refusals_name_the_bearer_scheme(client: FlaskClient) -> None:
 
 
 def test_the_quota_view_refuses_to_guess_without_an_app_id(
-    settings: Settings, broker: Broker, redis_client: redis.Redis
+    settings: Settings, broker: QueueView, redis_client: redis.Redis
 ) -> None:
     configured = replace(settings, api_tokens=(TOKEN,), wechat_app_id="")
-    client = create_app(configured, publish=broker).test_client()
+    client = create_app(configured).test_client()
     assert client.get("/v1/quota", headers=AUTH).status_code == 503
 
 
 def test_replay_all_replays_each_message_once_even_if_it_fails_again(
-    client: FlaskClient, broker: Broker, redis_client: redis.Redis
+    client: FlaskClient, broker: QueueView, redis_client: redis.Redis
 ) -> None:
-    state = MessageState(redis_client)
+    class FailingAgain(MessageState):
+        """Each message fails again the moment it is queued, as a fast permanent error would."""
+
+        def requeue(self, message_id: str, reason: str) -> str | None:
+            before = super().requeue(message_id, reason)
+            if before is not None:
+                self.record_failed(message_id, 43004, "require subscribe", {"id": message_id})
+            return before
+
+    state = FailingAgain(redis_client)
     ids = []
     for i in range(5):
         message_id = f"m{i}"
-        state.record_queued(message_id)
+        state.record_queued(message_id, {"id": message_id, **GOOD})
         state.record_dead(message_id, -1, "busy", {"id": message_id})
         ids.append(message_id)
 
-    def publish_and_fail_at_once(payload: dict[str, Any]) -> None:
-        # The message fails again the moment it is queued, as a fast permanent error would.
-        broker.published.append(payload)
-        state.record_failed(payload["id"], 43004, "require subscribe", payload)
-
     from notifier.replay import Replayer
 
-    replayed = Replayer(state, publish_and_fail_at_once).replay_all(state.dead_index)
+    replayed = Replayer(state).replay_all(state.dead_index)
     assert replayed == 5
-    assert sorted(p["id"] for p in broker.published) == ids
+    assert sorted(task["id"] for task in broker.tasks) == ids
     assert state.count(state.dead_index) == 5  # parked again, for the next replay
 
 

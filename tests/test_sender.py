@@ -157,3 +157,19 @@ def test_a_message_claimed_by_another_worker_is_left_to_it(
     assert 29 <= info.value.retry_in <= 31  # look again once the claim has expired
     assert len(responses.calls) == 0
     assert state.status("m1") == "queued"
+
+
+@responses.activate
+def test_a_task_carrying_only_the_id_sends_the_payload_kept_in_the_record(
+    sender: Sender, state: MessageState, redis_client: redis.Redis
+) -> None:
+    state.record_queued("m3", {**PAYLOAD, "id": "m3", "client_msg_id": "m3"})
+    redis_client.zadd("notifier:unfinished:notifier.messages", {"m3": 1.0})
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    send = responses.post(SEND, json=ok(9))
+    assert sender.deliver({"id": "m3"}, last_attempt=False) == 9
+    assert json.loads(send.calls[0].request.body)["touser"] == "oUser0001"
+    # Final: no longer the reconciler's, and the payload is dropped with it.
+    assert redis_client.zcard("notifier:unfinished:notifier.messages") == 0
+    record = state.get("m3")
+    assert record is not None and record.payload is None

@@ -18,6 +18,9 @@ class Bulk:
     def __init__(self) -> None:
         self.settled: list[tuple[Any, ...]] = []
 
+    def resolve(self, chunk: dict[str, Any]) -> dict[str, Any]:
+        return chunk
+
     def settle(self, *args: Any) -> int:
         self.settled.append(args)
         return 1
@@ -71,3 +74,10 @@ def test_a_message_claimed_elsewhere_is_looked_at_again_under_its_own_task_id(
     finally:
         tasks.send_template.pop_request()
     assert later == [((({"id": "m1"},),), {"countdown": 30, "task_id": "m1"})]
+
+
+def test_a_failure_redis_caused_is_left_for_the_reconciler(services: SimpleNamespace) -> None:
+    services.state.record_queued("m1")
+    refused = redis.ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+    tasks.send_template.on_failure(refused, "t1", ({"id": "m1"},), {}, None)
+    assert services.state.status("m1") == "queued"
