@@ -2,13 +2,18 @@
 
 from notifier.config import current
 from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
+from notifier.transport_plugin import broker_url as _broker_url
+from notifier.transport_plugin import install as _install_transport
 
 _settings = current()
 
-broker_url = _settings.redis_url
-# kombu's Redis transport with fewer round trips per message and a wait that takes
-# nothing off the queue (see notifier/transport.py).
-broker_transport = "notifier.transport:Transport"
+broker_url = _broker_url(_settings.redis_url)
+# BROKER_TRANSPORT=fast (the default): kombu's Redis transport with fewer round trips per
+# message and a wait that takes nothing off the queue (notifier/transport.py), registered
+# under kombu's own `redis` and `rediss`, so the URL keeps its scheme (Flower reads queue
+# lengths from it). `kombu`: kombu's stock Redis transport. Both read and write the same
+# keys, so either can take over the other's queues.
+_install_transport(_settings.broker_transport)
 broker_connection_retry_on_startup = True
 # Fail a publish fast when Redis is away, so the intake answers 503, not a hang.
 broker_connection_timeout = 2
@@ -25,8 +30,9 @@ broker_transport_options = {
     "unacked_restore_interval": 10,
     "unacked_restore_throttle": 1,
     # One list per queue (no priority sub-queues: nothing here sends priorities), so an
-    # idle worker waits for that queue's wake-up tokens and takes nothing off the queue
-    # until it can record it (notifier/transport.py).
+    # idle worker of the fast transport waits for that queue's wake-up tokens and takes
+    # nothing off the queue until it can record it (notifier/transport.py). The same on
+    # both transports, so each reads the lists the other writes; Flower counts these too.
     "priority_steps": [0],
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
@@ -73,6 +79,13 @@ beat_schedule = {
         "task": "notifier.refresh_token",
         # Every 100 minutes: well inside the token's 120-minute life.
         "schedule": 6000.0,
+    },
+    "reconcile": {
+        "task": "notifier.reconcile",
+        # Lost work is found within this long of its visibility timeout and margin.
+        "schedule": 10.0,
+        # A pass still waiting when the next is due is dropped: one is enough.
+        "options": {"expires": 10},
     },
     "resume-deferred": {
         "task": "notifier.resume_deferred",

@@ -17,6 +17,8 @@ from notifier.ratelimit import RATE, parse_rate
 from notifier.signature import secret_key
 
 _TOKEN_APIS = ("stable", "classic")
+# notifier's own Redis transport (notifier/transport.py), or kombu's stock one.
+_BROKER_TRANSPORTS = ("fast", "kombu")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Settings:
     send_max_retries: int = 8
     send_retry_backoff_max: int = 30
     visibility_timeout: int = 90
+    broker_transport: str = "fast"
     log_level: str = "INFO"
     api_tokens: tuple[str, ...] = ()
     status_retention: int = 7 * 24 * 3600
@@ -72,6 +75,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     token_api = env.get("WECHAT_TOKEN_API", "stable").strip().lower() or "stable"
     if token_api not in _TOKEN_APIS:
         raise ConfigError(f"WECHAT_TOKEN_API must be 'stable' or 'classic', not {token_api!r}")
+    transport = env.get("BROKER_TRANSPORT", "").strip().lower() or "fast"
+    if transport not in _BROKER_TRANSPORTS:
+        raise ConfigError(f"BROKER_TRANSPORT must be 'fast' or 'kombu', not {transport!r}")
     rate = env.get("SEND_RATE_LIMIT", "").strip() or None
     if rate is not None and not RATE.match(rate):
         raise ConfigError(f"SEND_RATE_LIMIT must look like 200/s, 600/m or 10000/h, not {rate!r}")
@@ -104,6 +110,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
         # Below WeChat's 10-minute client_msg_id window, so a redelivery is de-duplicated.
         visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 540)),
+        broker_transport=transport,
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
         api_tokens=_api_tokens(env.get("API_TOKENS", "")),
         status_retention=int(_number(env, "STATUS_RETENTION_DAYS", 7, 1, 365) * 86400),

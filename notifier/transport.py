@@ -8,7 +8,11 @@ publish also pushes to), which leaves the message in its queue and wakes one wor
 not all; then, as under a backlog, one script takes a run of messages and records
 each as unacknowledged in the same atomic step. An ack is one script call.
 The keys, their contents and the recovery of unacknowledged messages are kombu's
-own, so workers on either transport can share a broker.
+own, so workers on either transport can share a broker, and BROKER_TRANSPORT=kombu
+switches to kombu's stock transport with the queues as they are.
+
+It overrides and calls names that are not kombu's public API: they are listed in
+notifier/transport_plugin.py, and checked when this module is imported.
 """
 
 from __future__ import annotations
@@ -25,7 +29,12 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
 from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, wake_key
+from notifier.transport_plugin import require
 from notifier.transport_scripts import ACK, PARK, PULL, PULL_MOST, PULL_SHA
+
+# Imported at the process's first broker connection: a kombu this was not written for
+# stops the process here, with one line, before anything is consumed.
+require()
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +283,7 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """Selected by `broker_transport` in celeryconfig; the broker URL stays `redis://`."""
+    """Registered under kombu's `redis` and `rediss` (BROKER_TRANSPORT=fast; see
+    notifier/transport_plugin.py), so the broker URL stays `redis://`."""
 
     Channel = Channel

@@ -65,6 +65,22 @@ def test_bad_values_name_their_variable(env: dict[str, str], named: str) -> None
         load_settings(env)
 
 
+@pytest.mark.parametrize(
+    ("raw", "transport"), [(None, "fast"), ("", "fast"), ("fast", "fast"), (" Kombu ", "kombu")]
+)
+def test_the_broker_transport_is_notifiers_unless_kombus_is_asked_for(
+    raw: str | None, transport: str
+) -> None:
+    env = {} if raw is None else {"BROKER_TRANSPORT": raw}
+    assert load_settings(env).broker_transport == transport
+
+
+def test_an_unknown_broker_transport_names_the_variable_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings({"BROKER_TRANSPORT": "redis"})
+    assert str(info.value) == "BROKER_TRANSPORT must be 'fast' or 'kombu', not 'redis'"
+
+
 def test_a_malformed_secret_is_never_echoed() -> None:
     with pytest.raises(ConfigError) as info:
         load_settings({"WEBHOOK_SECRET": "hunter2hunter2hunter2"})

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from queue import Empty
 from typing import Any
 
+import kombu
 import pytest
 import redis
+from kombu import transport as kombu_transport
 from kombu.connection import Connection
 from kombu.entity import Queue
 from kombu.messaging import Consumer
+from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.transport.virtual import Message
 
+from notifier import transport_plugin
 from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL
-from notifier.redis_server import RedisServer
+from notifier.config import EXIT_CONFIG
+from notifier.redis_server import RedisServer, find_binary
 from notifier.transport import Transport
 from notifier.transport_scripts import PULL
 
@@ -395,3 +405,163 @@ def test_out_of_memory_nothing_is_taken_and_work_resumes_after(
                 redis_client.config_set("maxmemory", 0)
             drain(10)
     assert got == [0, 1, 2]
+
+
+# The start-up check and the registration under kombu's names (notifier/transport_plugin.py).
+
+
+def test_the_installed_kombu_has_every_name_the_transport_relies_on() -> None:
+    assert transport_plugin.missing() == []
+    transport_plugin.check()
+
+
+def test_every_private_kombu_name_the_transport_uses_is_checked() -> None:
+    """A private name transport.py starts to use, and does not define, must join the list."""
+    source = Path(transport_plugin.__file__).with_name("transport.py").read_text()
+    used = set(re.findall(r"\.(_[a-z]\w*)", source)) | set(re.findall(r'"(_[a-z]\w*)"', source))
+    # Its own: class attributes, methods, and what its __init__ declares (annotated).
+    own = set(re.findall(r"^    (?:def )?(_[a-z]\w*)\b", source, re.MULTILINE))
+    own |= set(re.findall(r"self\.(_[a-z]\w*): ", source))
+    # Its overrides of kombu's methods are kombu's names all the same.
+    bases = (kombu_redis.Channel, kombu_redis.QoS, kombu_redis.Transport)
+    overrides = {name for name in own if any(hasattr(base, name) for base in bases)}
+    assert {"_brpop_start", "_brpop_read", "_put"} <= overrides
+    listed = {name for _, name, _ in transport_plugin.KOMBU_NAMES}
+    listed |= {use for _, _, uses in transport_plugin.KOMBU_NAMES for use in uses}
+    assert ((used - own) | overrides) - listed == set()
+
+
+def _refusal(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one line `require` stops the process with."""
+    with pytest.raises(SystemExit) as stopped:
+        transport_plugin.require()
+    assert stopped.value.code == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    return err.strip()
+
+
+STOCK = "set BROKER_TRANSPORT=kombu to use kombu's stock Redis transport"
+
+
+@pytest.mark.parametrize(
+    ("owner", "name", "where"),
+    [
+        (kombu_redis.Channel, "_brpop_start", "redis.Channel"),
+        (kombu_redis.Channel, "_flush_brpop_reauth", "redis.Channel"),
+        (kombu_redis.Channel, "unacked_index_key", "redis.Channel"),
+        (virtual.QoS, "can_consume_max_estimate", "virtual.QoS"),
+        (virtual.Transport, "_deliver", "virtual.Transport"),
+    ],
+)
+def test_a_name_kombu_no_longer_has_stops_the_process_with_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    owner: type,
+    name: str,
+    where: str,
+) -> None:
+    monkeypatch.delattr(owner, name)
+    where = f"kombu.transport.{where}.{name}"
+    assert _refusal(capsys) == (
+        f"notifier: BROKER_TRANSPORT=fast does not fit the installed kombu {kombu.__version__}: "
+        f"kombu lacks {where}; {STOCK}"
+    )
+
+
+def test_attributes_kombu_sets_in_init_are_read_from_its_init(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not class attributes: a channel's __init__ sets them, and no longer would here."""
+    init = kombu_redis.Channel.__init__
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(kombu_redis.Channel, "__init__", __init__)
+    line = _refusal(capsys)
+    for name in ("_queue_cycle", "_expires", "brpop_timeout", "connection_errors"):
+        assert re.search(rf"kombu\.transport\.redis\.Channel\.{name}[,;]", line)
+    assert "kombu.transport.redis.Channel.__init__(handlers, _brpop_read)" in line
+
+
+def test_a_method_that_no_longer_takes_what_the_transport_passes_is_named_with_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def _put(self: Any, queue: str, message: Any, **kwargs: Any) -> None:
+        """kombu's, were it to stop taking `_publish_batch` out of kwargs."""
+
+    monkeypatch.setattr(kombu_redis.Channel, "_put", _put)
+    assert "kombu lacks kombu.transport.redis.Channel._put(_publish_batch);" in _refusal(capsys)
+
+
+def test_a_kombu_of_another_series_stops_the_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(kombu, "VERSION", kombu.VERSION._replace(minor=8))
+    monkeypatch.setattr(kombu, "__version__", "5.8.0")
+    assert _refusal(capsys) == (
+        "notifier: BROKER_TRANSPORT=fast does not fit the installed kombu 5.8.0: "
+        f"notifier's transport is written for kombu 5.7.x; {STOCK}"
+    )
+
+
+@pytest.fixture
+def kombu_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """kombu's alias table and transport cache as they were, after the test."""
+    for scheme in ("redis", "rediss"):
+        monkeypatch.setitem(kombu_transport.TRANSPORT_ALIASES, scheme,
+                            kombu_transport.TRANSPORT_ALIASES[scheme])  # fmt: skip
+    monkeypatch.setattr(kombu_transport, "_transport_cache", {})
+
+
+@pytest.mark.usefixtures("kombu_names")
+def test_fast_registers_the_transport_under_kombus_names_so_the_scheme_stays() -> None:
+    Connection("redis://127.0.0.1:1/0").get_transport_cls()  # cached before: replaced all the same
+    transport_plugin.install("fast")
+    for url in ("redis://127.0.0.1:1/0", "rediss://127.0.0.1:1/0"):
+        connection = Connection(url)
+        assert connection.get_transport_cls() is Transport
+        assert connection.as_uri().startswith(url.split(":")[0] + "://")
+    transport_plugin.install("kombu")
+    assert Connection("redis://127.0.0.1:1/0").get_transport_cls() is kombu_redis.Transport
+
+
+@pytest.mark.usefixtures("kombu_names")
+@pytest.mark.parametrize("choice", ["fast", "kombu"])
+def test_a_unix_socket_url_reaches_redis_over_its_socket(tmp_path: Path, choice: str) -> None:
+    sock = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        [find_binary(), "--port", "0", "--unixsocket", str(sock), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        transport_plugin.install(choice)
+        url = transport_plugin.broker_url(f"unix://{sock}")
+        with Connection(url, transport_options=ONE_LIST) as connection:
+            assert connection.as_uri() == f"redis+socket://{sock}"
+            queue = connection.SimpleQueue("notifier.test-socket")
+            queue.put({"n": 1})
+            message = queue.get(timeout=5)
+            message.ack()
+            assert message.payload == {"n": 1}
+            assert isinstance(connection.transport, Transport) == (choice == "fast")
+            queue.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_every_transport_option_celeryconfig_gives_is_one_kombus_transport_takes() -> None:
+    """So BROKER_TRANSPORT=kombu runs with the same settings (and the same one list a queue)."""
+    code = "import json, celeryconfig; print(json.dumps(celeryconfig.broker_transport_options))"
+    root = Path(__file__).parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    options = json.loads(out.stdout)
+    assert set(options) <= set(kombu_redis.Channel.from_transport_options)
+    assert options["priority_steps"] == [0]
