@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
 import requests
 
-from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, web_command, worker_pool
+from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET, Child, web_command
 from notifier.measures import cpu_seconds, with_children
 from notifier.measures import ok as _ok
 from notifier.measures import wait as _wait
-from notifier.queue import CAMPAIGNS_QUEUE
+from notifier.processes import CAMPAIGN_WORKER, MESSAGE_WORKER, WORKERS, cpu_cores
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -30,12 +30,11 @@ class BenchConfig:
     latency_ms: float = 50.0
     seconds: float = 5.0
     connections: int = 16
-    # Several processes of fewer threads: each worker process has one consumer loop,
-    # which tops out at a few hundred messages a second on this kind of machine.
-    concurrency: int = 16
-    # Campaign workers run gevent, as the Procfile's do: many sends in flight, little CPU.
-    bulk_concurrency: int = 100
-    processes: int = 4
+    # The Procfile's defaults (notifier/processes.py): threads per single-message worker,
+    # greenlets per campaign worker, and one worker process per core for each queue.
+    concurrency: int = MESSAGE_WORKER.concurrency
+    bulk_concurrency: int = CAMPAIGN_WORKER.concurrency
+    processes: int = field(default_factory=cpu_cores)
     probes: int = 100
 
 
@@ -89,34 +88,8 @@ class BenchStack:
 
     def worker(self, name: str, queue: str) -> None:
         """Start the workers of a queue; the drain is timed at the fake, so start-up is free."""
-        for n in range(self.config.processes):
-            self._worker_process(name if n == 0 else f"{name}{n + 1}", queue)
-
-    def _worker_process(self, name: str, queue: str) -> None:
-        config = self.config
-        concurrency = config.bulk_concurrency if queue == CAMPAIGNS_QUEUE else config.concurrency
-        self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "notifier.celery_app",
-                "worker",
-                *worker_pool(queue),
-                "--concurrency",
-                str(concurrency),
-                "--queues",
-                queue,
-                "--hostname",
-                f"{name}@%h",
-                "--loglevel",
-                "WARNING",
-                "--without-mingle",
-                "--without-gossip",
-            ],
-        )
+        for process in worker_names(name, self.config.processes):
+            self.spawn(process, worker_command(self.config, process, queue))
 
     def stop(self) -> None:
         for child in reversed(self.children.values()):
@@ -157,3 +130,18 @@ class BenchStack:
             f"{self.wechat}/_fake/messages", params={"since": start}, timeout=60
         )
         return sorted(m["received_at"] for m in messages.json()["messages"][:count])
+
+
+def worker_names(name: str, processes: int) -> list[str]:
+    """The bench's names for a queue's worker processes (single, single2, ...), each its
+    own Celery node name; cpu() finds the single-message workers by the prefix."""
+    return [name if n == 0 else f"{name}{n + 1}" for n in range(processes)]
+
+
+def worker_command(config: BenchConfig, name: str, queue: str) -> list[str]:
+    """A bench worker: the Procfile's line for the queue, at the configured concurrency."""
+    kind = WORKERS[queue]
+    concurrency = config.bulk_concurrency if kind is CAMPAIGN_WORKER else config.concurrency
+    return [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker",
+            *kind.args(concurrency), "--hostname", f"{name}@%h", "--loglevel", "WARNING",
+            "--without-mingle", "--without-gossip"]  # fmt: skip

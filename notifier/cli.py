@@ -15,6 +15,7 @@ import requests
 
 from notifier.client import NotifierClient, template_message
 from notifier.config import client_endpoint, client_secret
+from notifier.processes import CAMPAIGN_WORKER, MESSAGE_WORKER, cpu_cores
 from notifier.signature import new_secret
 
 
@@ -200,16 +201,26 @@ _register_operator_commands()
 )
 @click.option("--seconds", type=float, default=5.0, show_default=True, help="Each ingest run.")
 @click.option(
-    "--concurrency", type=int, default=16, show_default=True, help="Threads per message worker."
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=MESSAGE_WORKER.concurrency,
+    show_default=True,
+    help="Threads per message worker.",
 )
 @click.option(
     "--bulk-concurrency",
-    type=int,
-    default=100,
+    type=click.IntRange(min=1),
+    default=CAMPAIGN_WORKER.concurrency,
     show_default=True,
     help="Greenlets per campaign worker.",
 )
-@click.option("--processes", type=int, default=4, show_default=True, help="Workers per queue.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=cpu_cores,
+    show_default=f"one per CPU core, {cpu_cores()} here",
+    help="Worker processes per queue.",
+)
 @click.option(
     "--phase",
     "phases",

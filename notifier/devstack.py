@@ -16,7 +16,8 @@ from pathlib import Path
 
 import requests
 
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.processes import FLOWER_PORT, WEB_PORT, WEB_THREADS, WEB_WORKERS, WORKERS, env_int
+from notifier.processes import worker_pool as worker_pool  # for the tests' workers
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -24,26 +25,14 @@ DEV_APP_ID = "wx_dev_app"
 DEV_APP_SECRET = "dev_secret"
 
 
-def worker_pool(queue: str) -> list[str]:
-    """The pool flags the Procfile gives a queue's workers (concurrency aside).
-
-    Threads for single messages; gevent for campaigns, whose tasks send a chunk one
-    recipient after another, so greenlets keep many sends in flight cheaply, and
-    prefetch 1 keeps a process from holding chunks it is not sending.
-    """
-    if queue == CAMPAIGNS_QUEUE:
-        return ["--pool", "gevent", "--prefetch-multiplier", "1"]
-    return ["--pool", "threads"]
-
-
-def web_command(port: int, workers: int = 2) -> list[str]:
+def web_command(port: int, workers: int = WEB_WORKERS) -> list[str]:
     """gunicorn as the Procfile runs it, on a local port, for the dev stack, bench and tests.
 
     Without gunicorn's control socket: its default path is one per user, so these short-lived
     servers would take it over from any other gunicorn of the same user, and remove it.
     """
     return [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--worker-class", "gthread", "--threads", "8",
+            "--workers", str(workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
             "--no-control-socket"]  # fmt: skip
 
 
@@ -109,9 +98,9 @@ class Child:
 class Ports:
     """The local ports the stack listens on."""
 
-    web: int = 8000
+    web: int = WEB_PORT
     wechat: int = 8001
-    flower: int = 5555
+    flower: int = FLOWER_PORT
 
 
 class DevStack:
@@ -153,27 +142,39 @@ class DevStack:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def start(self) -> None:
-        """Start every process and wait until each one answers."""
-        self.echo(f"starting Redis ({self.home / 'redis'}) ...")
-        self.redis.start()
+    def commands(self) -> dict[str, list[str]]:
+        """Each process's command line: the Procfile's, on local ports.
+
+        WEB_CONCURRENCY, WORKER_CONCURRENCY and BULK_CONCURRENCY apply as in the Procfile.
+        """
+        env = self.env
         py = sys.executable
         celery = [py, "-m", "celery", "-A", "notifier.celery_app"]
-        self.children = [
-            Child("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.ports.wechat),
-                             "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET]),
-            Child("web", web_command(self.ports.web)),
-            Child("worker", [*celery, "worker", *worker_pool(MESSAGES_QUEUE), "--concurrency",
-                             "16", "--queues", MESSAGES_QUEUE, "--loglevel", "INFO",
-                             "--hostname", "messages@%h"]),
-            Child("bulk", [*celery, "worker", *worker_pool(CAMPAIGNS_QUEUE), "--concurrency",
-                           "100", "--queues", CAMPAIGNS_QUEUE, "--loglevel", "INFO",
-                           "--hostname", "campaigns@%h"]),
-            Child("beat", [*celery, "beat", "--loglevel", "INFO",
-                           "--schedule", str(self.home / "celerybeat-schedule")]),
-            Child("flower", [*celery, "flower", f"--port={self.ports.flower}",
-                             "--address=127.0.0.1"]),
-        ]  # fmt: skip
+        try:
+            web_workers = env_int(env, "WEB_CONCURRENCY", WEB_WORKERS)
+            workers = {
+                kind.process: [*celery, "worker", *kind.args(kind.concurrency_in(env)),
+                               "--loglevel", "INFO", "--hostname", f"{kind.process}.1@%h"]
+                for kind in WORKERS.values()
+            }  # fmt: skip
+        except ValueError as exc:
+            raise RuntimeError(str(exc)) from None
+        return {
+            "wechat": [py, "-m", "notifier.fake_wechat", "--port", str(self.ports.wechat),
+                       "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET],
+            "web": web_command(self.ports.web, workers=web_workers),
+            **workers,
+            "beat": [*celery, "beat", "--loglevel", "INFO",
+                     "--schedule", str(self.home / "celerybeat-schedule")],
+            "flower": [*celery, "flower", f"--port={self.ports.flower}", "--address=127.0.0.1"],
+        }  # fmt: skip
+
+    def start(self) -> None:
+        """Start every process and wait until each one answers."""
+        commands = self.commands()
+        self.echo(f"starting Redis ({self.home / 'redis'}) ...")
+        self.redis.start()
+        self.children = [Child(name, args) for name, args in commands.items()]
         for child in self.children:
             self.echo(f"starting {child.name} ...")
             child.start(self.env, self.echo)

@@ -68,7 +68,7 @@ def test_the_procfile_processes_deliver_a_message(stack: Stack) -> None:
     env = stack.env(PORT=str(web_port), FLOWER_PORT=str(flower_port), WORKER_CONCURRENCY="4",
                     BULK_CONCURRENCY="8", WEB_CONCURRENCY="1", PATH=f"{BIN}:{os.environ['PATH']}")  # fmt: skip
     children = {
-        name: subprocess.Popen(["sh", "-c", f"exec {command}"], env=env, cwd=ROOT,
+        name: subprocess.Popen(["sh", "-c", command], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for name, command in procfile().items()
     }  # fmt: skip
