@@ -13,6 +13,7 @@ from typing import Any
 
 import requests
 
+from notifier import wrkload
 from notifier.benchstack import BenchConfig, BenchStack
 from notifier.client import NotifierClient, template_message
 from notifier.devstack import DEV_APP_ID, DEV_APP_SECRET
@@ -25,6 +26,9 @@ from notifier.measures import stored_bytes as _stored
 from notifier.measures import wait as _wait
 from notifier.queue import MESSAGES_QUEUE
 
+# A load generator's run: (URL, "trivial" or "signed", seconds) to requests, rate, errors, cpu.
+Drive = Callable[[str, str, float], dict[str, float]]
+
 # Signed and trivial runs, side by side; the median pair's ratio is the result. Single
 # pairs ranged from 0.43 to 0.60 within one run on this project's 2-core VMs, so five.
 INGEST_PAIRS = 5
@@ -32,6 +36,8 @@ INGEST_PAIRS = 5
 
 class Bench(BenchStack):
     """Measures each phase from the fake WeChat's side."""
+
+    _wrk_trivial_peak = 0.0  # req/s: the trivial side's best so far bounds the signed side
 
     # Phases ---------------------------------------------------------------------
     def fake_capacity(self) -> None:
@@ -59,32 +65,52 @@ class Bench(BenchStack):
         return {**result, "cpu": _children_cpu() - before}
 
     def ingest(self) -> None:
-        """Signed intake against a trivial endpoint of the same server, in adjacent pairs.
+        """Signed intake against a trivial endpoint of the same server, in adjacent pairs:
+        driven by the bundled Python generator, then by wrk where it is installed.
 
         The machine's speed drifts within seconds, so each signed run is compared with
         the trivial run beside it, in alternating order, and the median pair is reported.
         The CPU each side spends per request is summed over the measured runs: the load
         generator shares the cores, and its cost, nearly the same for both kinds, pulls
-        the rate ratio towards 1. The server's own CPU ratio is free of that.
+        the rate ratio towards 1; much less so with wrk. The server's own CPU ratio is free
+        of that.
         """
+        self._ingest_pairs("ingest", self._bundled_run)
+        why = wrkload.unavailable(self.config.seconds)
+        if why is not None:
+            self.results["ingest_wrk_skipped"] = why
+            self.echo(f"ingest-wrk: skipped, {why}")
+            return
+        self._ingest_pairs("ingest_wrk", self._wrk_run)
+
+    def _ingest_pairs(self, prefix: str, drive: Drive) -> None:
+        """Five alternating pairs of runs of one load generator, after a warm-up pair."""
         for kind in ("trivial", "signed"):  # unmeasured: the first requests warm up each thread
-            self._ingest_run(kind, seconds=min(1.0, self.config.seconds))
+            self._ingest_run(drive, kind, seconds=min(1.0, self.config.seconds))
         spent: dict[str, dict[str, float]] = {"trivial": {}, "signed": {}}
         pairs: list[tuple[float, float]] = []
         for n in range(INGEST_PAIRS):
             order = ("trivial", "signed") if n % 2 == 0 else ("signed", "trivial")
-            rates = {kind: self._ingest_run(kind, spent=spent[kind]) for kind in order}
-            pairs.append((rates["signed"] / rates["trivial"], rates["signed"]))
-        ratio, signed = sorted(pairs)[len(pairs) // 2]
-        self.results.update(
-            ingest_trivial_rps=signed / ratio, ingest_signed_rps=signed, ingest_ratio=ratio
-        )
-        ratios = ", ".join(f"{r:.2f}" for r, _ in pairs)
-        self.echo(f"ingest: signed {signed:.0f} req/s, trivial {signed / ratio:.0f} req/s "
-                  f"(median of pairs {ratios})")  # fmt: skip
-        self._ingest_cpu(spent)
+            rates = {kind: self._ingest_run(drive, kind, spent=spent[kind]) for kind in order}
+            pairs.append((rates["signed"], rates["trivial"]))
+        self._ingest_rates(prefix, pairs)
+        self._ingest_cpu(spent, prefix)
+        failed = sum(used.get("errors", 0) for used in spent.values())
+        if failed:
+            self.results[f"{prefix}_errors"] = failed
+            self.echo(f"{_name(prefix)}: {failed:.0f} requests failed or were refused")
 
-    def _ingest_cpu(self, spent: dict[str, dict[str, float]]) -> None:
+    def _ingest_rates(self, prefix: str, pairs: list[tuple[float, float]]) -> None:
+        """Each pair's signed ÷ trivial, and the rates of the median pair."""
+        signed, trivial = median_pair(pairs)
+        self.results.update({f"{prefix}_pair_ratios": [s / t for s, t in pairs],
+                             f"{prefix}_trivial_rps": trivial, f"{prefix}_signed_rps": signed,
+                             f"{prefix}_ratio": signed / trivial})  # fmt: skip
+        ratios = ", ".join(f"{s / t:.2f}" for s, t in pairs)
+        self.echo(f"{_name(prefix)}: signed {signed:.0f} req/s, trivial {trivial:.0f} req/s "
+                  f"(median of pairs {ratios})")  # fmt: skip
+
+    def _ingest_cpu(self, spent: dict[str, dict[str, float]], prefix: str = "ingest") -> None:
         """Each side's CPU per request of each kind, and the server's trivial ÷ signed."""
         server_us = {}
         for kind, used in spent.items():
@@ -92,27 +118,28 @@ class Bench(BenchStack):
                 part: used[part] * 1e6 / max(used["requests"], 1)
                 for part in ("web", "redis", "load")
             }
-            self.results.update({f"ingest_{kind}_{part}_us": us for part, us in each.items()})
+            self.results.update({f"{prefix}_{kind}_{part}_us": us for part, us in each.items()})
             server_us[kind] = each["web"] + each["redis"]
         ratio = server_us["trivial"] / max(server_us["signed"], 1e-9)
-        self.results["ingest_server_cpu_ratio"] = ratio
-        self.echo(f"ingest: web and Redis CPU per request, {server_us['signed']:.0f} µs signed "
-                  f"and {server_us['trivial']:.0f} µs trivial ({ratio:.2f})")  # fmt: skip
+        self.results[f"{prefix}_server_cpu_ratio"] = ratio
+        self.echo(f"{_name(prefix)}: web and Redis CPU per request, {server_us['signed']:.0f} µs "
+                  f"signed and {server_us['trivial']:.0f} µs trivial ({ratio:.2f})")  # fmt: skip
 
     def _ingest_run(
-        self, kind: str, seconds: float | None = None, spent: dict[str, float] | None = None
+        self,
+        drive: Drive,
+        kind: str,
+        seconds: float | None = None,
+        spent: dict[str, float] | None = None,
     ) -> float:
-        """One run of a kind; adds its requests and each side's CPU seconds to `spent`."""
+        """One run of a kind; adds its requests, errors and each side's CPU seconds to `spent`."""
         url = f"{self.web}/healthz" if kind == "trivial" else f"{self.web}/v1/messages"
-        extra = ["--connections", str(self.config.connections)]
-        if kind == "signed":
-            extra += ["--signed", self.secret]
         before = self.cpu()
-        load = self._load(url, extra, seconds)
+        load = drive(url, kind, seconds or self.config.seconds)
         after = self.cpu()
         if spent is not None:
             used = {part: after[part] - before[part] for part in ("web", "redis")}
-            used.update(requests=load["requests"], load=load["cpu"])
+            used.update(requests=load["requests"], load=load["cpu"], errors=load["errors"])
             for part, amount in used.items():
                 spent[part] = spent.get(part, 0.0) + amount
         if kind == "signed":
@@ -120,6 +147,25 @@ class Bench(BenchStack):
             # 1.1 KB each) grew the dataset, and rewriting that AOF slowed the next runs.
             self.client().delete(MESSAGES_QUEUE)
         return load["rate"]
+
+    def _bundled_run(self, url: str, kind: str, seconds: float) -> dict[str, float]:
+        extra = ["--connections", str(self.config.connections)]
+        if kind == "signed":
+            extra += ["--signed", self.secret]
+        return self._load(url, extra, seconds)
+
+    def _wrk_run(self, url: str, kind: str, seconds: float) -> dict[str, float]:
+        """wrk, its signed runs with enough unique requests: more than the trivial side's best."""
+        count = wrkload.requests_needed(self._wrk_trivial_peak, seconds)
+        secret = self.secret if kind == "signed" else None
+        before = _children_cpu()
+        result = wrkload.run(url, seconds, self.config.connections, secret, count)
+        result["cpu"] = _children_cpu() - before
+        if kind == "trivial":
+            self._wrk_trivial_peak = max(self._wrk_trivial_peak, result["rate"])
+        if result["reused"]:  # not expected: the count has a wide margin
+            raise RuntimeError(f"wrk ran out of unique webhook-ids: {result}")
+        return result
 
     def single(self) -> None:
         """Queue messages with no worker running, then time the drain at the fake."""
@@ -206,6 +252,15 @@ class Bench(BenchStack):
             }
             client.post_batch(batch, webhook_id=f"b_{prefix}_{start}").raise_for_status()
         return count
+
+
+def median_pair(pairs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The (signed, trivial) pair whose ratio is the median: an odd count has one."""
+    return sorted(pairs, key=lambda pair: pair[0] / pair[1])[len(pairs) // 2]
+
+
+def _name(prefix: str) -> str:
+    return prefix.replace("_", "-")
 
 
 # The phases, in the order a full run takes them.

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from notifier import wrkload
 from notifier.bench import PHASES
 from notifier.cli import bench as bench_command
 
@@ -38,6 +40,13 @@ def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
         for part in ("web", "redis", "load"):
             assert report[f"ingest_{kind}_{part}_us"] >= 0, (kind, part)
     assert report["ingest_server_cpu_ratio"] >= 0
+    assert len(report["ingest_pair_ratios"]) == 5
+    if wrkload.binary() is None:  # not on every machine: the run says so and goes on
+        assert "wrk" in report["ingest_wrk_skipped"]
+    else:
+        assert report["ingest_wrk_ratio"] > 0 and len(report["ingest_wrk_pair_ratios"]) == 5
+        assert report["ingest_wrk_signed_rps"] > 0 and report["ingest_wrk_trivial_rps"] > 0
+        assert report["ingest_wrk_server_cpu_ratio"] >= 0
     # With 250 recipients, Redis's own bookkeeping can outweigh them: only check it reports.
     assert isinstance(report["redis_bytes_per_recipient"], int | float)
     assert {"web", "wechat", "single", "bulk", "redis"} <= set(report["peak_rss_mb"])
@@ -57,6 +66,20 @@ def test_one_phase_runs_alone_and_the_cli_offers_every_phase() -> None:
     assert "bulk_delivered_per_s" not in report and "ingest_ratio" not in report
     option = next(p for p in bench_command.params if p.name == "phases")
     assert tuple(option.type.choices) == PHASES  # type: ignore[attr-defined]
+
+
+def test_without_wrk_the_ingest_phase_still_runs_and_says_it_skipped_wrk() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "notifier", "bench", "--smoke", "--phase", "ingest"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, wrkload.ENV: ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ingest-wrk: skipped, wrk is not on PATH" in result.stderr
+    assert "The wrk measure was skipped: wrk is not on PATH" in result.stdout
+    assert "| ingest ÷ trivial, bundled generator | 0." in result.stdout
 
 
 def test_the_memory_measure_runs_and_reports_each_key() -> None:
