@@ -16,6 +16,7 @@ from notifier.measures import stored_bytes
 from notifier.queue import MESSAGES_QUEUE
 from notifier.redis_server import RedisServer
 from notifier.state import MessageState
+from notifier.unfinished import unfinished_key
 
 MESSAGE = {
     "touser": "oDevFollower000000000000001",
@@ -33,6 +34,7 @@ def main(count: int) -> None:
             state = MessageState(client)
             ids = [admission.message(f"msg_{i}", b"%d" % i, MESSAGE).id for i in range(count)]
             admitted = stored_bytes(client)
+            tracked = (client.memory_usage(unfinished_key(MESSAGES_QUEUE)) or 0) / count
             client.delete(MESSAGES_QUEUE)  # as if a worker had taken every task
             envelope = (admitted - stored_bytes(client)) / count
             sample = ids[:: max(1, count // 500)]
@@ -51,7 +53,8 @@ def main(count: int) -> None:
                         for i in range(0, count, max(1, count // 500))) / len(sample)  # fmt: skip
             print(f"messages: {count} (Redis {client.info('server')['redis_version']})")
             print(f"task envelope in the queue, while queued      {envelope:.0f} B")
-            print(f"status record and history, while queued       {queued:.0f} B")
+            print(f"status record (with payload) and history, while queued  {queued:.0f} B")
+            print(f"unfinished-set entry, until final             {tracked:.0f} B")
             print(f"status record and history, once sent          {sent:.0f} B")
             print(f"msgid -> id key for receipts, once sent       {msgid:.0f} B")
             print(f"idempotency key (kept IDEMPOTENCY_TTL_HOURS)  {idem / count:.0f} B")

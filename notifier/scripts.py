@@ -21,12 +21,17 @@ redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[3])
 return {attempts, status, redis.call('HGET', KEYS[1], 'payload') or ''}
 """
 
-# Records an accepted send in one round trip: status, msgid and its reverse mapping,
-# the claim released, the payload dropped. Returns a receipt that arrived early, if any.
+# Records an accepted send in one round trip: status, msgid and its reverse mapping, the
+# claim released, the payload and last error dropped, the message no longer unfinished.
+# Returns a receipt that arrived early, if any.
 RECORD_SENT = """
 redis.call('DEL', KEYS[3])
+-- Written anew, not trimmed: a hash that once held the payload stays in Redis's larger
+-- encoding, and a sent record is kept for days.
+local attempts = redis.call('HGET', KEYS[1], 'attempts')
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'status', 'sent', 'updated', ARGV[1], 'msgid', ARGV[2])
-redis.call('HDEL', KEYS[1], 'errcode', 'errmsg', 'payload')
+if attempts then redis.call('HSET', KEYS[1], 'attempts', attempts) end
 redis.call('RPUSH', KEYS[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])

@@ -121,6 +121,16 @@ class Stack:
         down()
         self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
+    def start_beat(self) -> Process:
+        """Beat, for the token refresh and the reconciler's passes."""
+        schedule = str(self.root / "celerybeat-schedule")
+        return self.spawn("beat", [sys.executable, "-m", "celery", "-A", "notifier.celery_app",
+                                   "beat", "--loglevel", "INFO", "--schedule", schedule])  # fmt: skip
+
+    def redis_client(self) -> redis.Redis:
+        """A client of the stack's Redis (close it after use)."""
+        return redis.Redis.from_url(self.redis.url)
+
     def start_worker(self, name: str = "worker", queue: str = "notifier.messages") -> Process:
         process = self.spawn(
             name,
