@@ -1,7 +1,14 @@
 """Celery's settings, all in one place; the values come from notifier.config."""
 
 from notifier.config import current
-from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
+from notifier.queue import (
+    CAMPAIGNS_QUEUE,
+    CHUNK_TASK,
+    CONTROL_QUEUE,
+    CONTROL_TASKS,
+    MESSAGES_QUEUE,
+    SEND_TASK,
+)
 from notifier.transport_plugin import broker_url as _broker_url
 from notifier.transport_plugin import install as _install_transport
 
@@ -56,7 +63,13 @@ task_reject_on_worker_lost = True
 task_default_queue = MESSAGES_QUEUE
 # Single messages and campaigns never share a queue, so a campaign cannot delay the
 # one-off message someone waits for; each queue has its own workers.
-task_routes = {SEND_TASK: {"queue": MESSAGES_QUEUE}, CHUNK_TASK: {"queue": CAMPAIGNS_QUEUE}}
+# Beat's tasks have a queue of their own, which the campaign workers also consume: behind
+# a backlog of messages the reconciler's passes would wait, or expire unrun.
+task_routes = {
+    SEND_TASK: {"queue": MESSAGES_QUEUE},
+    CHUNK_TASK: {"queue": CAMPAIGNS_QUEUE},
+    **{task: {"queue": CONTROL_QUEUE} for task in CONTROL_TASKS},
+}
 task_publish_retry = True
 task_publish_retry_policy = {
     "max_retries": 2,

@@ -124,7 +124,7 @@ class Admission:
                              ensure_ascii=False)  # fmt: skip
         keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
                 history_key(self._prefix, message_id), *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
-        args = [_digest(body), message_id, now, entry, message_envelope(message_id),
+        args = [_digest(body), message_id, now, entry, message_envelope(message_id, now),
                 self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
@@ -136,14 +136,15 @@ class Admission:
             BrokerUnavailable: Redis could not be reached, or its answer was lost.
         """
         batch_id = new_message_id()
+        now = round(self._clock(), 3)
         chunks = chunk_payloads(batch_id, batch)
         per_chunk: list[str] = []
         for number, chunk in enumerate(chunks):
-            per_chunk += [chunk_envelope(batch_id, number), chunk_member(batch_id, number),
+            per_chunk += [chunk_envelope(batch_id, number, now), chunk_member(batch_id, number),
                           json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
         keys = [self._idem_key(webhook_id), batch_key(self._prefix, batch_id),
                 *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, batch_id)]  # fmt: skip
-        args = [_digest(body), batch_id, round(self._clock(), 3), batch["template_id"],
+        args = [_digest(body), batch_id, now, batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
                 *PUSH_LIMITS, *per_chunk]  # fmt: skip
         return self._run(self._batch, keys, args, batch_id)

@@ -23,7 +23,8 @@ COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 
 # Set the outcomes of several recipients and move the batch counters with them, in one
 # atomic step, and mark the chunk seen in its unfinished set (KEYS[4], member ARGV[2],
-# ARGV[3] the time; '' for none), so a chunk still being sent is not queued again.
+# ARGV[3] the time; '' for none), so a chunk still being sent is not queued again. The
+# campaign's stored chunks (KEYS[5]) live as long as its outcomes.
 # ARGV[1] is the retention; then six per recipient: its field, its encoded
 # outcome, its failure entry (or ''), and for a sent one the positions in KEYS of its
 # msgid key (or 0), with the recipient id to point it at so its delivery receipt finds
@@ -34,11 +35,17 @@ local ttl = ARGV[1]
 local moves = {}
 local early = {}
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
+local final = {sent = true, delivered = true, failed = true, dead = true}
 for i = 4, #ARGV, 6 do
   local old = redis.call('HGET', KEYS[2], ARGV[i])
   local old_status = old and string.match(old, '^[^|]+') or nil
   local new_status = string.match(ARGV[i + 1], '^[^|]+')
-  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  -- A final outcome stays final: a second copy of a chunk never undoes the first's.
+  if old_status and final[old_status] and not final[new_status] then
+    new_status = old_status
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
   if old_status ~= new_status then
     if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
     moves[new_status] = (moves[new_status] or 0) + 1
@@ -60,6 +67,7 @@ for status, n in pairs(moves) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
 end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
 redis.call('EXPIRE', KEYS[2], ttl)
 redis.call('EXPIRE', KEYS[1], ttl)
 return early
@@ -139,6 +147,10 @@ class BatchStore:
         raw = self._redis.hget(chunks_key(self._prefix, batch_id), str(number))
         return json.loads(raw) if raw else None
 
+    def seen(self, batch_id: str, number: int, now: float) -> None:
+        """Mark a chunk seen by a worker, so the reconciler leaves it alone."""
+        self._redis.zadd(self.unfinished, {chunk_member(batch_id, number): round(now, 3)}, xx=True)
+
     def finish_chunk(self, batch_id: str, number: int, keep: bool = False) -> None:
         """A chunk left the queues: every recipient final, or parked as deferred (`keep`)."""
         pipe = self._redis.pipeline()
@@ -179,7 +191,7 @@ class BatchStore:
         if not settled:
             return
         keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id),
-                self.unfinished]  # fmt: skip
+                self.unfinished, chunks_key(self._prefix, batch_id)]  # fmt: skip
         member = chunk_member(batch_id, chunk) if chunk is not None else ""
         args: list[str | int | float] = [self._retention, member, round(now, 3)]
         for item in settled:

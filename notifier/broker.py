@@ -18,24 +18,37 @@ import base64
 import functools
 import json
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
 # The parts of an envelope that change per message, each a mark while the template is
 # built: the body (base64, already JSON-safe), the task id (headers.id and root_id,
 # properties.correlation_id), the delivery tag (a fresh UUID) and Flower's argsrepr.
-_MARKS = {name: f"@@{name}@@" for name in ("body", "task_id", "delivery_tag", "argsrepr")}
+# The queued_at header (Unix time) dates the envelope: the reconciler reads the oldest at
+# the head of a queue to tell what still waits from what was lost.
+_MARKS = {
+    name: f"@@{name}@@" for name in ("body", "task_id", "delivery_tag", "argsrepr", "queued_at")
+}
+QUEUED_AT = "queued_at"
 # Where the task's positional arguments go in the body, while the template is built.
 _ARGS_MARK = "@@args@@"
 _COMPACT = (",", ":")
 
 
-def task_message(task: str, args: list[Any], queue: str, task_id: str | None = None) -> str:
+def task_message(
+    task: str,
+    args: list[Any],
+    queue: str,
+    task_id: str | None = None,
+    queued_at: float | None = None,
+) -> str:
     """The JSON envelope a worker will read for `task(*args)` from `queue`.
 
     `task_id` (a fresh UUID when not given) names the task in Flower and the status API;
     the delivery tag, under which kombu records the message while a worker holds it, is
     a fresh UUID for every envelope, so publishing the same task again cannot collide.
+    `queued_at` (now when not given) is the time the push records the work as queued.
     """
     template, body = _template(task, queue)
     text = body % json.dumps(args, separators=_COMPACT, ensure_ascii=False)
@@ -44,6 +57,7 @@ def task_message(task: str, args: list[Any], queue: str, task_id: str | None = N
         "task_id": json.dumps(task_id or _fresh_uuid()),
         "delivery_tag": _fresh_uuid(),
         "argsrepr": json.dumps(args_summary(args)),
+        "queued_at": repr(round(time.time() if queued_at is None else queued_at, 3)),
     }
 
 
@@ -70,6 +84,15 @@ def args_summary(args: Sequence[Any]) -> str:
     return f"({ident if isinstance(ident, str) else ''!r},)"
 
 
+def queued_at(raw: bytes | str) -> float | None:
+    """When an envelope was queued, from its queued_at header; None if it has none."""
+    try:
+        stamp = json.loads(raw)["headers"][QUEUED_AT]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return float(stamp) if isinstance(stamp, int | float) else None
+
+
 def task_args(raw: bytes | str) -> tuple[str, list[Any]]:
     """Read back the task name and arguments of an envelope (tests and tools)."""
     envelope = json.loads(raw)
@@ -94,7 +117,7 @@ def _template(task: str, queue: str) -> tuple[str, str]:
     # The body and the delivery tag need no JSON escaping: their slots sit inside quotes.
     for name in ("body", "delivery_tag"):
         text = text.replace(_MARKS[name], f"%({name})s")
-    for name in ("task_id", "argsrepr"):
+    for name in ("task_id", "argsrepr", "queued_at"):
         text = text.replace(json.dumps(_MARKS[name]), f"%({name})s")
     if any(mark in text for mark in _MARKS.values()) or f'"{_ARGS_MARK}"' not in body:
         raise RuntimeError(f"a per-message part was not where expected: {text}")
@@ -116,6 +139,7 @@ def _published(task: str, queue: str) -> dict[str, Any]:
         _MARKS["task_id"], task, args=[_ARGS_MARK], kwargs={},
         argsrepr=_MARKS["argsrepr"], ignore_result=conf.task_ignore_result,
     )  # fmt: skip
+    headers[QUEUED_AT] = _MARKS["queued_at"]  # as the publish signal adds (celery_app)
     with app.connection_for_write() as connection:
         channel = _keeping_channel(connection.get_transport_cls().Channel)
         options = connection.transport_options

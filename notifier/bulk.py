@@ -31,6 +31,9 @@ SINGLES_RESERVE = 0.1
 # unrecorded; the chunk comes back and resends them with the same client_msg_id,
 # which WeChat de-duplicates, so nobody sees a message twice.
 RECORD_EVERY = 20
+# ... and at least this often (seconds), which marks the chunk seen: the reconciler
+# must never take a chunk still being sent for a lost one.
+HEARTBEAT = 10.0
 
 Recipient = list[Any]  # [index, touser, own data or None]
 
@@ -61,7 +64,14 @@ class DeferredChunks:
         Returns how many recipients the chunks queued again hold.
         """
         recipients = 0
-        while raws := self._redis.lrange(self.key, 0, 99):
+        # Left by the release of an older version that died between moving and publishing.
+        while self._redis.lmove(f"{self.key}:moving", self.key, "RIGHT", "LEFT") is not None:
+            pass
+        # Only what is parked now: a chunk deferred again during the release (the quota
+        # ran out at once) waits for the next one instead of circling here.
+        budget = self.count()
+        while budget > 0 and (raws := self._redis.lrange(self.key, 0, min(budget, 100) - 1)):
+            budget -= len(raws)
             args: list[Any] = [round(time.time(), 3), *PUSH_LIMITS]
             for raw in raws:
                 chunk = json.loads(raw)
@@ -70,7 +80,7 @@ class DeferredChunks:
                     recipients += len(chunk["recipients"])
                 else:
                     member = chunk_member(chunk["batch"], chunk["chunk"])
-                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"])
+                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"], args[0])
                     recipients += self._size(chunk["batch"], chunk["chunk"])
                 args += [raw, envelope, member]
             moved = int(self._release(keys=[self.key, *queue_keys(CAMPAIGNS_QUEUE)], args=args))
@@ -92,13 +102,10 @@ _RELEASE = (
 local moved = 0
 for i = 4, #ARGV, 3 do
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    if ARGV[i + 2] == '' then
-      redis.call('LPUSH', KEYS[2], ARGV[i + 1])
-      redis.call('LPUSH', KEYS[3], 1)
-    else
-      push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1],
-           tonumber(ARGV[2]), ARGV[3])
-    end
+    push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1], tonumber(ARGV[2]),
+         ARGV[3])
+    -- A chunk parked whole (by an older version) is queued untracked, as it was.
+    if ARGV[i + 2] == '' then redis.call('ZREM', KEYS[4], '') end
     moved = moved + 1
   end
 end
@@ -139,6 +146,7 @@ class BulkSender:
         if stored is None:
             log.info("chunk %s.%s has finished already", task_arg["batch"], task_arg["chunk"])
             return None
+        self._batches.seen(task_arg["batch"], task_arg["chunk"], time.time())
         return {**stored, "chunk": task_arg["chunk"]}
 
     def deliver(self, chunk: dict[str, Any], attempt: int, last_attempt: bool) -> list[Recipient]:
@@ -163,6 +171,7 @@ class BulkSender:
             return todo  # WeChat's token API is down: the whole chunk tries again later
         retry: list[Recipient] = []
         settled: list[Settled] = []
+        recorded_at = time.monotonic()
         try:
             for position, recipient in enumerate(todo):
                 index, touser = recipient[0], recipient[1]
@@ -176,15 +185,18 @@ class BulkSender:
                 except DailyQuotaError as exc:
                     self._quota.pause(exc.errmsg)
                     self._record(chunk, settled)
-                    self._defer(chunk, todo[position:], attempt)
+                    # A chunk queued whole keeps its transient failures with the rest.
+                    rest = todo[position:] if "chunk" in chunk else retry + todo[position:]
+                    self._defer(chunk, rest, attempt)
                     return []
                 except PermanentError as exc:
                     outcome = Outcome("failed", attempt + 1, None, exc.errcode)
                     settled.append(Settled(index, outcome, touser, exc.errmsg))
                 else:
                     settled.append(Settled(index, Outcome("sent", attempt + 1, msgid)))
-                if len(settled) >= RECORD_EVERY:
+                if len(settled) >= RECORD_EVERY or time.monotonic() - recorded_at > HEARTBEAT:
                     self._record(chunk, settled)
+                    recorded_at = time.monotonic()
         finally:
             self._record(chunk, settled)
         if retry and not last_attempt:
@@ -270,9 +282,10 @@ class BulkSender:
         outcome = Outcome("deferred", attempt, None, 45009)
         self._batches.record_many(chunk["batch"], [Settled(r[0], outcome) for r in todo])
         if "chunk" in chunk:
-            # Its recipients stay stored; the reference waits, out of the unfinished set.
-            self._deferred.park({"batch": chunk["batch"], "chunk": chunk["chunk"]})
+            # Its recipients stay stored; the reference waits, out of the unfinished set
+            # (left first, so a release that queues it at once tracks it again).
             self._finish(chunk, keep=True)
+            self._deferred.park({"batch": chunk["batch"], "chunk": chunk["chunk"]})
         else:
             self._deferred.park({**chunk, "recipients": todo})
         log.warning(

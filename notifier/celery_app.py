@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, signals
 
 from notifier import logs
-from notifier.broker import args_summary
+from notifier.broker import QUEUED_AT, args_summary
 from notifier.config import current, exit_on
 from notifier.errors import ConfigError
 
@@ -47,3 +48,4 @@ def _redact_task_args(
     args = body[0] if isinstance(body, tuple | list) and body else ()
     headers["argsrepr"] = args_summary(args)
     headers["kwargsrepr"] = "{}"
+    headers[QUEUED_AT] = round(time.time(), 3)

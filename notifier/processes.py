@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.queue import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS gthread threads.
 WEB_WORKERS = 2
@@ -36,6 +36,12 @@ class WorkerKind:
     concurrency: int  # threads or greenlets per process
     concurrency_variable: str  # overrides `concurrency`, as `${NAME:-default}` does in sh
     prefetch: int | None = None  # --prefetch-multiplier; None leaves Celery's default (4)
+    also: tuple[str, ...] = ()  # more queues this line consumes
+
+    @property
+    def queues(self) -> str:
+        """The --queues value: the line's own queue first."""
+        return ",".join((self.queue, *self.also))
 
     def pool_flags(self) -> list[str]:
         """The pool flags, concurrency aside."""
@@ -50,16 +56,20 @@ class WorkerKind:
 
     def args(self, concurrency: int) -> list[str]:
         """Pool, concurrency and queue, as the Procfile's line passes them."""
-        return [*self.pool_flags(), "--concurrency", str(concurrency), "--queues", self.queue]
+        return [*self.pool_flags(), "--concurrency", str(concurrency), "--queues", self.queues]
 
 
 # Threads for single messages: each is its own task, and one process per core with 64
 # threads sent 2.3 times what 16 did (1,177 against 509 messages/s on 2 cores, 50 ms
 # WeChat latency). gevent for campaigns, whose tasks send a chunk one recipient after
 # another, so greenlets keep many sends in flight cheaply; prefetch 1 keeps a process
-# from holding chunks it is not sending.
+# from holding chunks it is not sending. Campaign workers also run beat's tasks (the
+# reconciler, the token refresh): behind a backlog of single messages those would wait,
+# and a second queue would cost the single-message workers their one-queue wait.
 MESSAGE_WORKER = WorkerKind("worker", MESSAGES_QUEUE, "threads", 64, "WORKER_CONCURRENCY")
-CAMPAIGN_WORKER = WorkerKind("bulk", CAMPAIGNS_QUEUE, "gevent", 100, "BULK_CONCURRENCY", prefetch=1)
+CAMPAIGN_WORKER = WorkerKind(
+    "bulk", CAMPAIGNS_QUEUE, "gevent", 100, "BULK_CONCURRENCY", prefetch=1, also=(CONTROL_QUEUE,)
+)
 WORKERS = {kind.queue: kind for kind in (MESSAGE_WORKER, CAMPAIGN_WORKER)}
 
 

@@ -7,8 +7,11 @@ from typing import Any
 
 MESSAGES_QUEUE = "notifier.messages"
 CAMPAIGNS_QUEUE = "notifier.campaigns"
+# Beat's tasks: never behind a backlog of messages.
+CONTROL_QUEUE = "notifier.control"
 SEND_TASK = "notifier.send_template"
 CHUNK_TASK = "notifier.send_chunk"
+CONTROL_TASKS = ("notifier.reconcile", "notifier.refresh_token", "notifier.resume_deferred")
 # Recipients per campaign chunk: its task envelope (about 1.2 KB) is shared by all of them.
 CHUNK_SIZE = 100
 

@@ -21,9 +21,10 @@ from typing import Any
 import redis
 
 from notifier.batches import batch_key, chunks_key
+from notifier.broker import queued_at
 from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.replies import text
-from notifier.state import history_key, message_key
+from notifier.state import DEFAULT_RETENTION, history_key, message_key
 from notifier.unfinished import (
     PUSH_LIMITS,
     PUSH_LUA,
@@ -42,10 +43,12 @@ MARGIN = 30
 MOST = 500
 # Envelopes read at the head of a queue (the end workers take from) to date what waits.
 HEAD = 10
+SLACK = 5.0
 
 # Per candidate: three keys (a message's record, history and claim; a chunk's hash and
 # its campaign's record, twice) and four values (member, kind, chunk number, envelope).
-# ARGV[1..5]: cutoff, now, push limits (2), the history entry. Returns {queued, dropped}.
+# ARGV[1..6]: cutoff, now, push limits (2), the history entry, the record retention.
+# Returns {queued, dropped}.
 _REVIVE = (
     PUSH_LUA
     + """
@@ -53,7 +56,7 @@ local cutoff, now, entry = tonumber(ARGV[1]), ARGV[2], ARGV[5]
 local final = {sent = true, delivered = true, failed = true, dead = true, deferred = true}
 local queued, dropped = 0, 0
 for c = 0, (#KEYS - 3) / 3 - 1 do
-  local k, a = 4 + 3 * c, 6 + 4 * c
+  local k, a = 4 + 3 * c, 7 + 4 * c
   local member = ARGV[a]
   local score = redis.call('ZSCORE', KEYS[3], member)
   if score and tonumber(score) <= cutoff then
@@ -74,6 +77,7 @@ for c = 0, (#KEYS - 3) / 3 - 1 do
       if ARGV[a + 1] == 'm' then
         redis.call('HSET', KEYS[k], 'status', 'queued', 'updated', now)
         redis.call('RPUSH', KEYS[k + 1], entry)
+        redis.call('EXPIRE', KEYS[k + 1], ARGV[6])
       end
       queued = queued + 1
     end
@@ -91,11 +95,13 @@ class Reconciler:
         self,
         client: redis.Redis,
         stale_after: float,
+        retention: int = DEFAULT_RETENTION,
         prefix: str = "notifier",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._stale_after = stale_after
+        self._retention = retention
         self._prefix = prefix
         self._clock = clock
         self._revive = client.register_script(_REVIVE)
@@ -117,51 +123,45 @@ class Reconciler:
             unfinished, "-inf", f"({cutoff}", start=0, num=MOST)]  # fmt: skip
         if not members:
             return 0
-        keys, args = queue_keys(queue), [cutoff, now, *PUSH_LIMITS, self._entry(now)]
+        keys = queue_keys(queue)
+        args = [cutoff, now, *PUSH_LIMITS, self._entry(now), self._retention]
         for member in members:
-            member_keys, member_args = self._candidate(queue, member)
+            member_keys, member_args = self._candidate(queue, member, now)
             keys += member_keys
             args += member_args
         queued, _ = self._revive(keys=keys, args=args)
         return int(queued)
 
     def cutoff(self, queue: str, now: float) -> float | None:
-        """Entries seen before this are in neither the queue nor a worker; None: wait.
+        """Entries last seen before this are in neither the queue nor a worker; None: wait.
 
-        The queue is first in, first out, and an entry's score is when it was last
-        queued, so what waits at its head is the oldest still in it. A head of
-        untracked tasks gives no date: the pass waits for it to drain.
+        Work is scored when queued and whenever a worker sees it, and its envelope carries
+        the time it was queued (queued_at), which never changes. A queue is first in, first
+        out, and what a worker returns (kombu's restore) goes back to the head with its old
+        stamp, so the oldest stamp at the head is no later than any in the queue: an entry
+        scored before it is not in the queue. A head without stamps (tasks queued by an
+        older version, or by someone else) gives no date: the pass waits for it to drain.
         """
         cutoff = now - self._stale_after
         head = self._redis.lrange(queue, -HEAD, -1)
         if not head:
             return cutoff
-        pipe = self._redis.pipeline(transaction=False)
-        for raw in head:
-            pipe.zscore(unfinished_key(queue), _task_id(raw))
-        scores = [float(s) for s in pipe.execute() if s is not None]
-        return min(cutoff, *scores) if scores else None
+        stamps = [stamp for raw in head if (stamp := queued_at(raw)) is not None]
+        # Slack for a Celery retry, scored just before its publish stamps it.
+        return min(cutoff, min(stamps) - SLACK) if stamps else None
 
-    def _candidate(self, queue: str, member: str) -> tuple[list[str], list[Any]]:
+    def _candidate(self, queue: str, member: str, now: float) -> tuple[list[str], list[Any]]:
         if queue == MESSAGES_QUEUE:
             record = message_key(self._prefix, member)
             keys = [record, history_key(self._prefix, member), f"{record}:claim"]
-            return keys, [member, "m", "", message_envelope(member)]
+            return keys, [member, "m", "", message_envelope(member, now)]
         chunk = split_chunk_member(member)
         if chunk is None:  # not a chunk's id: dropped as gone
             return [f"{self._prefix}:none"] * 3, [member, "c", "", ""]
         batch_id, number = chunk
         keys = [chunks_key(self._prefix, batch_id), batch_key(self._prefix, batch_id)] * 2
-        return keys[:3], [member, "c", str(number), chunk_envelope(batch_id, number)]
+        return keys[:3], [member, "c", str(number), chunk_envelope(batch_id, number, now)]
 
     def _entry(self, now: float) -> str:
         detail = f"queued again: not seen for {self._stale_after:.0f} s"
         return json.dumps({"status": "queued", "at": now, "detail": detail}, separators=(",", ":"))
-
-
-def _task_id(raw: bytes) -> str:
-    """The task id in a queued envelope ('' when it cannot be read)."""
-    try:
-        return str(json.loads(raw)["headers"]["id"])
-    except (ValueError, KeyError, TypeError):
-        return ""

@@ -2,15 +2,18 @@
 
 from notifier.unfinished import PUSH_LUA
 
-# Starts an attempt in one round trip: skip a final message, take the claim, count it,
-# and mark it seen in the unfinished set (KEYS[3]). Returns {attempts, status, payload}
-# when claimed, {0, status} when final (or unknown: ''), {-1, ttl} when held.
+# Starts an attempt in one round trip: skip a final or deferred message, take the claim,
+# count it, and mark it seen in the unfinished set (KEYS[3]). Returns {attempts, status,
+# payload} when claimed, {0, status} when final or deferred (unknown: ''), {-1, ttl} when
+# another worker holds the claim.
 BEGIN = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
   redis.call('ZREM', KEYS[3], ARGV[3])
   return {0, status}
 end
+-- Deferred waits for the quota's reset; only its requeue (REQUEUE) sends it again.
+if status == 'deferred' then return {0, status} end
 if not status then return {0, ''} end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[1]) then
   return {-1, tostring(redis.call('TTL', KEYS[2]))}
@@ -68,6 +71,7 @@ if (status ~= ARGV[1] and status ~= ARGV[2] and status ~= ARGV[3]) or payload ==
 end
 redis.call('HSET', KEYS[1], 'status', 'queued', 'updated', ARGV[4])
 redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[10])
 push(KEYS[5], KEYS[6], KEYS[7], ARGV[7], ARGV[6], ARGV[4], tonumber(ARGV[8]), ARGV[9])
 return status
 """

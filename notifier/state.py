@@ -178,7 +178,8 @@ class MessageState:
         entry = json.dumps({"status": QUEUED, "at": now, "detail": reason}, separators=(",", ":"))
         keys = [self._key(message_id), self._history_key(message_id), self.dead_index,
                 self.deferred_index, *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
-        args = [*REPLAYABLE, now, entry, message_id, message_envelope(message_id), *PUSH_LIMITS]
+        args = [*REPLAYABLE, now, entry, message_id, message_envelope(message_id, now),
+                *PUSH_LIMITS, self._retention]  # fmt: skip
         return maybe_text(self._requeue(keys=keys, args=args))
 
     def ids(self, index: str, limit: int = 100, offset: int = 0) -> list[str]:

@@ -48,16 +48,21 @@ def split_chunk_member(member: str) -> tuple[str, int] | None:
     return batch_id, int(number)
 
 
-def message_envelope(message_id: str) -> str:
-    """The send_template task for a message: its id only; the payload is in its record."""
-    return task_message(SEND_TASK, [{"id": message_id}], MESSAGES_QUEUE, task_id=message_id)
+def message_envelope(message_id: str, now: float) -> str:
+    """The send_template task for a message: its id only; the payload is in its record.
+
+    `now` must be the time the push scores the work with: the envelope's queued_at.
+    """
+    return task_message(
+        SEND_TASK, [{"id": message_id}], MESSAGES_QUEUE, task_id=message_id, queued_at=now
+    )
 
 
-def chunk_envelope(batch_id: str, number: int) -> str:
+def chunk_envelope(batch_id: str, number: int, now: float) -> str:
     """The send_chunk task for a chunk: its reference only; recipients are in the campaign."""
     member = chunk_member(batch_id, number)
     ref = {"batch": batch_id, "chunk": number}
-    return task_message(CHUNK_TASK, [ref], CAMPAIGNS_QUEUE, task_id=member)
+    return task_message(CHUNK_TASK, [ref], CAMPAIGNS_QUEUE, task_id=member, queued_at=now)
 
 
 def queue_keys(queue: str) -> list[str]:

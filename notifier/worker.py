@@ -77,5 +77,9 @@ def services() -> Services:
         replayer=Replayer(state),
         deferred=deferred,
         state=state,
-        reconciler=Reconciler(connection, stale_after=settings.visibility_timeout + MARGIN),
+        reconciler=Reconciler(
+            connection,
+            stale_after=settings.visibility_timeout + MARGIN,
+            retention=settings.status_retention,
+        ),
     )

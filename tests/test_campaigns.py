@@ -305,3 +305,36 @@ def _status(store: BatchStore, index: int) -> str:
     view = store.recipient_view(BATCH_ID, index)
     assert view is not None
     return str(view["status"])
+
+
+def test_a_final_outcome_is_never_undone_by_a_second_copy_of_a_chunk(store: BatchStore) -> None:
+    store.record(BATCH_ID, 0, Outcome("sent", 1, 7))
+    store.record(BATCH_ID, 0, Outcome("retrying", 1, None, -1), "oAlice0001", "busy")
+    outcome = store.outcome(BATCH_ID, 0)
+    assert outcome is not None and outcome.status == "sent"
+    assert _counts(store)["sent"] == 1 and _counts(store)["retrying"] == 0
+
+
+def test_a_release_queues_only_what_was_parked_when_it_started(redis_client: redis.Redis) -> None:
+    parked = DeferredChunks(redis_client)
+    for number in range(3):
+        parked.park({**CHUNK, "recipients": CHUNK["recipients"][number : number + 1]})
+
+    class Requeued(DeferredChunks):
+        """Every chunk it queues is deferred again at once, as when the quota runs out."""
+
+        def _size(self, batch_id: str, number: int) -> int:
+            return 0
+
+    again = Requeued(redis_client)
+    original = again._release
+
+    def release_and_park_again(**kwargs: Any) -> Any:
+        moved = original(**kwargs)
+        for _ in range(int(moved)):
+            again.park({**CHUNK, "recipients": CHUNK["recipients"][:1]})
+        return moved
+
+    again._release = release_and_park_again
+    assert again.release() == 3
+    assert again.count() == 3  # parked anew, for the next release

@@ -254,7 +254,7 @@ def expected_worker(kind: WorkerKind, concurrency: int | None = None) -> dict[st
         "pool": kind.pool,
         "concurrency": kind.concurrency if concurrency is None else concurrency,
         "prefetch": kind.prefetch or 4,
-        "queues": kind.queue,
+        "queues": kind.queues,
     }
 
 

@@ -54,6 +54,9 @@ PER_PUBLISH = {
     # replies go; only an RPC result backend reads it, and results are ignored here.
     # Intake's says "", what Celery's as_task_v2 says when no reply queue is given.
     ("properties", "reply_to"),
+    # When the work was queued: the reconciler dates a queue's head by it. Celery's
+    # publishes get it from notifier.celery_app's publish signal.
+    ("headers", "queued_at"),
 }
 # Not excluded: "body" is compared decoded (the JSON spacing inside the base64 differs:
 # intake's is compact); "origin" is equal, as both publish from this process.

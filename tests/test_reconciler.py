@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 
@@ -10,7 +11,7 @@ import redis
 
 from notifier.admission import Admission
 from notifier.batches import BatchStore
-from notifier.broker import task_message
+from notifier.broker import task_args, task_message
 from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.reconciler import Reconciler
 from notifier.state import MessageState
@@ -81,15 +82,32 @@ def test_a_message_being_sent_or_final_is_not_queued_again(
     assert redis_client.zrange(unfinished_key(MESSAGES_QUEUE), 0, -1) == [busy.encode()]
 
 
-def test_an_untracked_task_at_the_head_of_the_queue_makes_the_pass_wait(
+def test_an_undated_task_at_the_head_of_the_queue_makes_the_pass_wait(
     admission: Admission, redis_client: redis.Redis, later: Callable[[float], Reconciler]
 ) -> None:
     admit(admission, 1)
     redis_client.delete(MESSAGES_QUEUE)
-    redis_client.rpush(MESSAGES_QUEUE, task_message("notifier.refresh_token", [], MESSAGES_QUEUE))
+    undated = json.loads(task_message("notifier.send_template", [{"id": "x"}], MESSAGES_QUEUE))
+    del undated["headers"]["queued_at"]  # as an older version queued it
+    redis_client.rpush(MESSAGES_QUEUE, json.dumps(undated))
     assert later(STALE + 5).run()[MESSAGES_QUEUE] == 0
     redis_client.delete(MESSAGES_QUEUE)
     assert later(STALE + 5).run()[MESSAGES_QUEUE] == 1
+
+
+def test_messages_returned_to_the_head_by_the_broker_do_not_make_the_rest_look_lost(
+    admission: Admission, redis_client: redis.Redis, later: Callable[[float], Reconciler]
+) -> None:
+    admit(admission, 30)
+    state = MessageState(redis_client, clock=lambda: time.time() + 60)
+    taken = [redis_client.rpop(MESSAGES_QUEUE) for _ in range(10)]
+    for raw in taken:  # begun a minute later, then returned by kombu's restore (RPUSH)
+        message_id = task_args(raw)[1][0]["id"]
+        state.begin_attempt(message_id, 1)
+        redis_client.delete(f"notifier:msg:{message_id}:claim")
+        redis_client.rpush(MESSAGES_QUEUE, raw)
+    assert later(STALE + 90).run()[MESSAGES_QUEUE] == 0
+    assert redis_client.llen(MESSAGES_QUEUE) == 30
 
 
 def test_a_lost_campaign_chunk_is_queued_again_and_a_finished_one_forgotten(

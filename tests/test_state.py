@@ -99,3 +99,13 @@ def test_a_receipt_that_outruns_the_send_is_applied_when_the_send_is_recorded(
     record = state.get("m1")
     assert record is not None
     assert (record.status, record.errmsg) == ("failed", "failed:user block")
+
+
+def test_a_deferred_message_is_sent_only_after_its_requeue(redis_client: redis.Redis) -> None:
+    state = MessageState(redis_client)
+    state.record_queued("m1")
+    state.record_deferred("m1", 45009, "daily quota", PAYLOAD)
+    assert state.begin_attempt("m1", 30) == (0, "deferred", None)  # a stray copy
+    assert state.requeue("m1", "resumed") == "deferred"
+    attempts, status, stored = state.begin_attempt("m1", 30)
+    assert (attempts, status, stored) == (1, "queued", PAYLOAD)

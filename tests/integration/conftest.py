@@ -17,6 +17,7 @@ import requests
 from notifier.client import NotifierClient, template_message
 from notifier.devstack import web_command, worker_pool
 from notifier.measures import ok as answers
+from notifier.processes import WORKERS
 from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
@@ -122,8 +123,13 @@ class Stack:
         self.redis = RedisServer(self.redis.data_dir, port=self.redis.port, appendonly=True).start()
 
     def start_beat(self) -> Process:
-        """Beat, for the token refresh and the reconciler's passes."""
+        """Beat, and a worker of its queue, for the token refresh and the reconciler's passes.
+
+        The Procfile's campaign workers run beat's tasks; here a worker of their own does,
+        so a test can kill and restart campaign workers without stopping the reconciler.
+        """
         schedule = str(self.root / "celerybeat-schedule")
+        self.start_worker("control", queue="notifier.control")
         return self.spawn("beat", [sys.executable, "-m", "celery", "-A", "notifier.celery_app",
                                    "beat", "--loglevel", "INFO", "--schedule", schedule])  # fmt: skip
 
@@ -135,7 +141,8 @@ class Stack:
         process = self.spawn(
             name,
             [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker",
-             *worker_pool(queue), "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
+             *(worker_pool(queue) if queue in WORKERS else ["--pool", "threads"]),
+             "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],
         )  # fmt: skip
         wait_for(lambda: " ready." in process.latest(), what=f"{name} to be ready")
