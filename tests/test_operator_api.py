@@ -166,3 +166,25 @@ def test_offsets_past_any_list_are_harmless(client: FlaskClient) -> None:
     response = client.get("/v1/dead-letters?offset=9223372036854775807", headers=AUTH)
     assert response.status_code == 200
     assert response.get_json()["items"] == []
+
+
+def test_every_endpoint_answers_503_while_redis_refuses_writes(
+    client: FlaskClient, redis_client: redis.Redis
+) -> None:
+    message_id, _ = park(client, redis_client)
+    redis_client.config_set("min-replicas-to-write", 1)  # NOREPLICAS: every write refused
+    try:
+        refused = [
+            client.post("/v1/messages", **signed(GOOD, msg_id="while-refused")),
+            client.post(f"/v1/dead-letters/{message_id}/replay", headers=AUTH),
+            client.post("/v1/dead-letters/replay", headers=AUTH),
+        ]
+        reads = [client.get(f"/v1/messages/{message_id}", headers=AUTH)]
+    finally:
+        redis_client.config_set("min-replicas-to-write", 0)
+    for response in refused:
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert response.mimetype == "application/problem+json"
+        assert response.headers["Retry-After"]
+    assert [r.status_code for r in reads] == [200]
+    assert MessageState(redis_client).status(message_id) == "failed"  # nothing half-done
