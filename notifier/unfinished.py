@@ -65,6 +65,13 @@ def chunk_envelope(batch_id: str, number: int, now: float) -> str:
     return task_message(CHUNK_TASK, [ref], CAMPAIGNS_QUEUE, task_id=member, queued_at=now)
 
 
+def prepare() -> None:
+    """Build the envelope templates now, so a broker setting that does not fit the
+    installed kombu stops the process at start-up rather than at its first request."""
+    message_envelope("0" * 32, 0.0)
+    chunk_envelope("0" * 32, 0, 0.0)
+
+
 def queue_keys(queue: str) -> list[str]:
     """The three keys PUSH_LUA's push() needs for `queue`, in its order."""
     return [queue, wake_key(queue), unfinished_key(queue)]

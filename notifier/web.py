@@ -8,7 +8,7 @@ import redis
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from notifier import admin, callback, campaigns, intake, logs, status
+from notifier import admin, callback, campaigns, intake, logs, status, unfinished
 from notifier.admission import Admission
 from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
@@ -32,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     logs.install(level=settings.log_level)
     if not settings.api_tokens:
         log.warning("API_TOKENS is not set: the status and operator endpoints refuse everyone")
+    unfinished.prepare()
     app = Flask("notifier")
     # One byte of headroom: a chunked body is cut at this limit, and read_body() needs to
     # tell a body of exactly the limit from a longer one.
