@@ -1,5 +1,7 @@
 """Celery's settings, all in one place; the values come from notifier.config."""
 
+from kombu.entity import Queue
+
 from notifier.config import current
 from notifier.queue import (
     CAMPAIGNS_QUEUE,
@@ -61,6 +63,12 @@ task_acks_late = True
 task_reject_on_worker_lost = True
 # A failed task is acknowledged (the default): its outcome is recorded in its status.
 task_default_queue = MESSAGES_QUEUE
+# Every queue, declared on the default exchange as intake's envelopes address them, so
+# Flower's Broker page lists all three before it has heard from each kind of worker.
+task_queues = [
+    Queue(name, routing_key=name)  # type: ignore[no-untyped-call]  # kombu is untyped
+    for name in (MESSAGES_QUEUE, CAMPAIGNS_QUEUE, CONTROL_QUEUE)
+]
 # Single messages and campaigns never share a queue, so a campaign cannot delay the
 # one-off message someone waits for; each queue has its own workers.
 # Beat's tasks have a queue of their own, which the campaign workers also consume: behind

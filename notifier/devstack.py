@@ -140,6 +140,8 @@ class DevStack:
             "WECHAT_CALLBACK_TOKEN": "dev_callback_token",
             "PORT": str(self.ports.web),
             "PYTHONUNBUFFERED": "1",
+            # Flower listens on loopback only here, so its API (queue lengths) needs no login.
+            "FLOWER_UNAUTHENTICATED_API": "true",
         }
 
     def commands(self) -> dict[str, list[str]]:
