@@ -18,6 +18,12 @@ from notifier.signature import new_secret, signed_headers
 from notifier.state import message_key
 
 SECRET = new_secret()
+# A valid message body, as a business system would post it.
+GOOD = {
+    "touser": "oUser0001",
+    "template_id": "TPL_1",
+    "data": {"thing1": {"value": "Shipped"}},
+}
 
 
 @pytest.fixture(scope="session")

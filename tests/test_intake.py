@@ -13,13 +13,7 @@ from flask.testing import FlaskClient
 from notifier.config import Settings
 from notifier.state import MessageState
 from notifier.web import create_app
-from tests.conftest import QueueView, signed
-
-GOOD = {
-    "touser": "oUser0001",
-    "template_id": "TPL_1",
-    "data": {"thing1": {"value": "Shipped"}},
-}
+from tests.conftest import GOOD, QueueView, signed
 
 
 @pytest.fixture

@@ -13,8 +13,7 @@ from notifier.config import Settings
 from notifier.quota import QuotaGate
 from notifier.state import MessageState
 from notifier.web import create_app
-from tests.conftest import QueueView, signed
-from tests.test_intake import GOOD
+from tests.conftest import GOOD, QueueView, signed
 
 TOKEN = "operator-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

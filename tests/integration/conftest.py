@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,18 @@ class Stack:
         return self.spawn("beat", [sys.executable, "-m", "celery", "-A", "notifier.celery_app",
                                    "beat", "--loglevel", "INFO", "--schedule", schedule])  # fmt: skip
 
+    def tasks_of(self, task_id: str) -> list[str]:
+        """Where a task with this id waits: its queue, or a worker's unacknowledged records."""
+        client = self.redis_client()
+        try:
+            found = [f"queue {queue}" for queue in ("notifier.messages", "notifier.campaigns")
+                     for raw in client.lrange(queue, 0, -1) if task_id in raw.decode()]  # fmt: skip
+            found += [f"unacked {tag.decode()}" for tag, raw in client.hgetall("unacked").items()
+                      if task_id in raw.decode()]  # fmt: skip
+        finally:
+            client.close()
+        return found
+
     def redis_client(self) -> redis.Redis:
         """A client of the stack's Redis (close it after use)."""
         return redis.Redis.from_url(self.redis.url)
@@ -162,6 +175,18 @@ class Stack:
         response = self.client().post_message(message)
         assert response.status_code == 202, response.text
         return str(response.json()["id"])
+
+    def post_many(self, count: int, prefix: str) -> list[str]:
+        """Post `count` messages to distinct followers, eight at a time; return their ids."""
+        with ThreadPoolExecutor(8) as pool:
+            return list(pool.map(lambda i: self.post(touser=f"o{prefix}{i:06d}"), range(count)))
+
+    def assert_each_sent_once(self, ids: list[str], timeout: float) -> None:
+        """Every message reached the fake exactly once, and its status says sent."""
+        counts = self.wait_delivered(ids, timeout=timeout)
+        twice = {i: n for i, n in counts.items() if n != 1}
+        assert not twice, f"delivered more than once: {twice}"
+        wait_for(lambda: all(self.status(i) == "sent" for i in ids), 30, "every status sent")
 
     def fake(self, method: str, path: str, payload: Any = None) -> Any:
         response = requests.request(method, f"{self.wechat}{path}", json=payload, timeout=5)

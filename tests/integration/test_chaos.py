@@ -44,29 +44,17 @@ def stack(
         running.stop()
 
 
-def post_many(stack: Stack, count: int, prefix: str) -> list[str]:
-    with ThreadPoolExecutor(8) as pool:
-        return list(pool.map(lambda i: stack.post(touser=f"o{prefix}{i:06d}"), range(count)))
-
-
-def assert_each_sent_once(stack: Stack, ids: list[str], timeout: float) -> None:
-    counts = stack.wait_delivered(ids, timeout=timeout)
-    twice = {i: n for i, n in counts.items() if n != 1}
-    assert not twice, f"delivered more than once: {twice}"
-    wait_for(lambda: all(stack.status(i) == "sent" for i in ids), 30, "every status to be sent")
-
-
 def test_a_worker_killed_with_200_in_flight_loses_and_duplicates_nothing(stack: Stack) -> None:
     # Slow sends keep messages in flight when the worker dies.
     stack.fake("POST", "/_fake/faults", {"delay_ms": 800, "times": 40})
-    ids = post_many(stack, 200, "Kill")
+    ids = stack.post_many(200, "Kill")
     wait_for(lambda: stack.fake("GET", "/_fake/stats")["send_calls"] >= 8, 30, "sends in flight")
     stack.processes["worker"].stop(kill=True)
     delivered_at_kill = sum(stack.deliveries_of(ids).values())
     assert delivered_at_kill < len(ids), "the worker finished before it was killed"
     restarted = time.monotonic()
     stack.start_worker()
-    assert_each_sent_once(stack, ids, timeout=120)
+    stack.assert_each_sent_once(ids, timeout=120)
     assert time.monotonic() - restarted < 120
 
 
@@ -91,20 +79,20 @@ def accepting(stack: Stack) -> bool:
 
 def test_queued_messages_survive_a_redis_restart(stack: Stack) -> None:
     stack.processes["worker"].stop()  # nothing consumes: everything stays in the queue
-    queued = post_many(stack, 40, "Persist")
+    queued = stack.post_many(40, "Persist")
     stack.restart_redis(down=lambda: refused_fast_while_down(stack))
     wait_for(lambda: accepting(stack), 30, "the web app to accept messages again")
     stack.start_worker()
-    assert_each_sent_once(stack, queued, timeout=60)
+    stack.assert_each_sent_once(queued, timeout=60)
 
 
 def test_a_running_worker_reconnects_after_a_redis_restart(stack: Stack) -> None:
     stack.fake("POST", "/_fake/faults", {"delay_ms": 300, "times": 40})
-    in_flight = post_many(stack, 40, "Redis")
+    in_flight = stack.post_many(40, "Redis")
     stack.restart_redis(down=lambda: refused_fast_while_down(stack))
     wait_for(lambda: accepting(stack), 30, "the web app to accept messages again")
-    after = post_many(stack, 20, "After")
-    assert_each_sent_once(stack, in_flight + after, timeout=120)
+    after = stack.post_many(20, "After")
+    stack.assert_each_sent_once(in_flight + after, timeout=120)
     worker = stack.processes["worker"].popen
     assert worker is not None and worker.poll() is None  # the same worker did it
 
@@ -121,10 +109,10 @@ def test_a_misbehaving_wechat_still_delivers_each_message_once(stack: Stack) -> 
             {"delay_ms": 1500, "drop": True, "times": 2},  # timed out and lost
         ],
     )
-    first = post_many(stack, 30, "Flaky")
+    first = stack.post_many(30, "Flaky")
     stack.fake("POST", "/_fake/invalidate-token")
-    second = post_many(stack, 30, "Flaky2")
-    assert_each_sent_once(stack, first + second, timeout=90)
+    second = stack.post_many(30, "Flaky2")
+    stack.assert_each_sent_once(first + second, timeout=90)
 
 
 def test_a_campaign_worker_killed_mid_chunk_loses_and_duplicates_nothing(stack: Stack) -> None:

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.conftest import Stack
-from tests.integration.test_chaos import assert_each_sent_once, post_many
 
 RATE = 20
 
@@ -24,8 +23,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_two_workers_together_keep_to_one_rate(stack: Stack) -> None:
-    ids = post_many(stack, 100, "Rate")
-    assert_each_sent_once(stack, ids, timeout=60)
+    ids = stack.post_many(100, "Rate")
+    stack.assert_each_sent_once(ids, timeout=60)
     arrivals = sorted(m["received_at"] for m in stack.delivered() if m["client_msg_id"] in set(ids))
     # A one-second burst of RATE, then RATE a second: 100 sends need at least 4 s.
     span = arrivals[-1] - arrivals[0]

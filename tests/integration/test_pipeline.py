@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -68,7 +67,10 @@ def test_a_permanent_error_is_one_attempt(stack: Stack, touser: str, errcode: in
     before = stack.fake("GET", "/_fake/stats")["errors_by_code"].get(str(errcode), 0)
     message_id = stack.post(touser=touser)
     wait_for(lambda: stack.status(message_id) == "failed", what="status failed")
-    time.sleep(2.5)  # longer than the test backoff cap: a retry would have happened by now
+    # A sentinel sent after it has been through the same worker; a retry would now be
+    # waiting, held by the worker under kombu's unacknowledged records, or queued.
+    stack.wait_delivered([stack.post(touser="oSentinelUser01")])
+    assert not stack.tasks_of(message_id), "a retry of a permanent failure is waiting"
     after = stack.fake("GET", "/_fake/stats")["errors_by_code"].get(str(errcode), 0)
     assert after - before == 1
     assert stack.deliveries_of([message_id]) == {message_id: 0}
