@@ -72,25 +72,24 @@ class DeferredChunks:
         budget = self.count()
         while budget > 0 and (raws := self._redis.lrange(self.key, 0, min(budget, 100) - 1)):
             budget -= len(raws)
-            args: list[Any] = [round(time.time(), 3), *PUSH_LIMITS]
+            now = round(time.time(), 3)
+            args: list[Any] = [now, *PUSH_LIMITS]
+            sizes = self._redis.pipeline(transaction=False)
             for raw in raws:
                 chunk = json.loads(raw)
-                if "recipients" in chunk:  # parked whole: queued whole, as before
+                if "recipients" in chunk:  # parked whole: queued whole and untracked, as before
                     member, envelope = "", task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE)
                     recipients += len(chunk["recipients"])
                 else:
                     member = chunk_member(chunk["batch"], chunk["chunk"])
-                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"], args[0])
-                    recipients += self._size(chunk["batch"], chunk["chunk"])
+                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"], now)
+                    sizes.hget(chunks_key("notifier", chunk["batch"]), str(chunk["chunk"]))
                 args += [raw, envelope, member]
+            recipients += sum(len(json.loads(c)["recipients"]) for c in sizes.execute() if c)
             moved = int(self._release(keys=[self.key, *queue_keys(CAMPAIGNS_QUEUE)], args=args))
             if moved < len(raws):
                 break  # another release took the rest
         return recipients
-
-    def _size(self, batch_id: str, number: int) -> int:
-        raw = self._redis.hget(chunks_key("notifier", batch_id), str(number))
-        return len(json.loads(raw)["recipients"]) if raw else 0
 
 
 # Moves parked chunks to the queue: each leaves the list only as its task is pushed, so
@@ -104,8 +103,6 @@ for i = 4, #ARGV, 3 do
   if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
     push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1], tonumber(ARGV[2]),
          ARGV[3])
-    -- A chunk parked whole (by an older version) is queued untracked, as it was.
-    if ARGV[i + 2] == '' then redis.call('ZREM', KEYS[4], '') end
     moved = moved + 1
   end
 end

@@ -75,21 +75,6 @@ class RetriesExhausted(WeChatError):
     """Raised when a message's last allowed attempt failed too; it is recorded dead."""
 
 
-# The error prefixes with which Redis refuses a write it would take when healthy: out of
-# memory, a replica after a failover, a failed snapshot, a load or a script in progress.
-REDIS_REFUSALS = ("OOM ", "READONLY ", "MISCONF ", "LOADING ", "BUSY ", "MASTERDOWN ",
-                  "NOREPLICAS ")  # fmt: skip
-
-
-def redis_refused(exc: BaseException) -> bool:
-    """Whether a Redis error is a refusal that passes, not a bug: answer 503, keep the work."""
-    return str(exc).startswith(REDIS_REFUSALS) or type(exc).__name__ in (
-        "OutOfMemoryError",
-        "ReadOnlyError",
-        "BusyLoadingError",
-    )
-
-
 # Synthetic codes for failures that never reached WeChat's answer body.
 NETWORK_ERRCODE = -1001
 HTTP_ERRCODE = -1002

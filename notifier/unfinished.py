@@ -18,14 +18,15 @@ from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TAS
 
 # Pushes one task envelope with a wake-up token for one idle worker, and tracks it as
 # unfinished, in the caller's atomic step. Used by every script that queues work.
-# KEYS[q], KEYS[q+1], KEYS[q+2]: queue, its wake list, its unfinished set.
+# KEYS[q], KEYS[q+1], KEYS[q+2]: queue, its wake list, its unfinished set. A member of ''
+# queues the task untracked (a whole chunk parked by an older version).
 PUSH_LUA = """
 local function push(queue, wake, unfinished, envelope, member, now, most, ttl)
   redis.call('LPUSH', queue, envelope)
   redis.call('LPUSH', wake, 1)
   redis.call('LTRIM', wake, 0, most - 1)
   redis.call('EXPIRE', wake, ttl)
-  redis.call('ZADD', unfinished, now, member)
+  if member ~= '' then redis.call('ZADD', unfinished, now, member) end
 end
 """
 

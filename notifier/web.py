@@ -14,7 +14,6 @@ from notifier.batches import BatchStore
 from notifier.bearer import BearerTokens
 from notifier.bulk import DeferredChunks
 from notifier.config import Settings, current
-from notifier.errors import redis_refused
 from notifier.problems import problem
 from notifier.quota import QuotaGate
 from notifier.receipts import CallbackVerifier, ReplayGuard
@@ -24,6 +23,14 @@ from notifier.signature import Verifier
 from notifier.state import MessageState
 
 log = logging.getLogger(__name__)
+
+# Redis refusing a write it takes when healthy: redis-py raises its own classes for out of
+# memory and a read-only replica after a failover (LOADING comes as a ConnectionError), and
+# a plain ResponseError that keeps its code for a failed snapshot, a busy script or too
+# few replicas. Each passes; the request is answered 503, never half done.
+_REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+             redis.exceptions.MasterDownError)  # fmt: skip
+_REFUSAL_CODES = ("MISCONF ", "BUSY ", "NOREPLICAS ")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -80,9 +87,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(redis.ResponseError)
     def redis_refuses(exc: redis.ResponseError) -> Response:
-        if not redis_refused(exc):
+        if not (isinstance(exc, _REFUSALS) or str(exc).startswith(_REFUSAL_CODES)):
             return unexpected(exc)
-        log.warning("redis refused a write: %s", str(exc).split(" ", 1)[0])
+        # The name and code only: redis-py's text can quote a command's arguments.
+        log.warning("redis refused a write: %s %s", type(exc).__name__, str(exc).split(" ")[0])
         return problem(503, "the message store refuses writes for now; try again")
 
     @app.errorhandler(Exception)

@@ -320,16 +320,11 @@ def test_a_release_queues_only_what_was_parked_when_it_started(redis_client: red
     for number in range(3):
         parked.park({**CHUNK, "recipients": CHUNK["recipients"][number : number + 1]})
 
-    class Requeued(DeferredChunks):
-        """Every chunk it queues is deferred again at once, as when the quota runs out."""
-
-        def _size(self, batch_id: str, number: int) -> int:
-            return 0
-
-    again = Requeued(redis_client)
+    again = DeferredChunks(redis_client)
     original = again._release
 
     def release_and_park_again(**kwargs: Any) -> Any:
+        """Every chunk it queues is deferred again at once, as when the quota runs out."""
         moved = original(**kwargs)
         for _ in range(int(moved)):
             again.park({**CHUNK, "recipients": CHUNK["recipients"][:1]})
