@@ -2,8 +2,9 @@
 
 from kombu.entity import Queue
 
-from notifier.config import current
-from notifier.queue import (
+from notifier.broker.plugin import broker_url as _broker_url
+from notifier.broker.plugin import install as _install_transport
+from notifier.broker.queues import (
     CAMPAIGNS_QUEUE,
     CHUNK_TASK,
     CONTROL_QUEUE,
@@ -11,14 +12,13 @@ from notifier.queue import (
     MESSAGES_QUEUE,
     SEND_TASK,
 )
-from notifier.transport_plugin import broker_url as _broker_url
-from notifier.transport_plugin import install as _install_transport
+from notifier.config import current
 
 _settings = current()
 
 broker_url = _broker_url(_settings.redis_url)
 # BROKER_TRANSPORT=fast (the default): kombu's Redis transport with fewer round trips per
-# message and a wait that takes nothing off the queue (notifier/transport.py), registered
+# message and a wait that takes nothing off the queue (notifier/broker/transport.py), registered
 # under kombu's own `redis` and `rediss`, so the URL keeps its scheme (Flower reads queue
 # lengths from it). `kombu`: kombu's stock Redis transport. Both read and write the same
 # keys, so either can take over the other's queues.
@@ -40,7 +40,7 @@ broker_transport_options = {
     "unacked_restore_throttle": 1,
     # One list per queue (no priority sub-queues: nothing here sends priorities), so an
     # idle worker of the fast transport waits for that queue's wake-up tokens and takes
-    # nothing off the queue until it can record it (notifier/transport.py). The same on
+    # nothing off the queue until it can record it (notifier/broker/transport.py). The same on
     # both transports, so each reads the lists the other writes; Flower counts these too.
     "priority_steps": [0],
     "socket_connect_timeout": 2,
@@ -93,7 +93,7 @@ worker_send_task_events = False
 task_send_sent_event = False
 worker_cancel_long_running_tasks_on_connection_loss = False
 
-imports = ("notifier.tasks",)
+imports = ("notifier.worker.tasks",)
 
 beat_schedule = {
     "refresh-access-token": {

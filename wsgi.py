@@ -2,7 +2,7 @@
 
 from notifier.config import exit_on
 from notifier.errors import ConfigError
-from notifier.web import create_app
+from notifier.web.app import create_app
 
 try:
     app = create_app()

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import redis
 
-from notifier.admission import Admission
-from notifier.measures import stored_bytes
-from notifier.queue import MESSAGES_QUEUE
-from notifier.redis_server import RedisServer
-from notifier.state import MessageState
-from notifier.unfinished import unfinished_key
+from notifier.broker.queues import MESSAGES_QUEUE
+from notifier.devtools.measures import stored_bytes
+from notifier.devtools.redis_server import RedisServer
+from notifier.store.admission import Admission
+from notifier.store.messages import MessageState
+from notifier.store.unfinished import unfinished_key
 
 MESSAGE = {
     "touser": "oDevFollower000000000000001",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from notifier.redis_server import RedisServer
+from notifier.devtools.redis_server import RedisServer
 
 
 def cpu_us(call: Callable[[], object], calls: int) -> float:

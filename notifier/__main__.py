@@ -1,5 +1,5 @@
 """`python -m notifier` runs the same command as `notifier`."""
 
-from notifier.cli import main
+from notifier.cli.main import main
 
 main()

@@ -13,11 +13,11 @@ from urllib.parse import urlsplit
 from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # untyped, public
 
 from notifier.errors import ConfigError, SignatureError
-from notifier.ratelimit import RATE, parse_rate
 from notifier.signature import secret_key
+from notifier.store.ratelimit import RATE, parse_rate
 
 _TOKEN_APIS = ("stable", "classic")
-# notifier's own Redis transport (notifier/transport.py), or kombu's stock one.
+# notifier's own Redis transport (notifier/broker/transport.py), or kombu's stock one.
 _BROKER_TRANSPORTS = ("fast", "kombu")
 
 

@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from notifier.queue import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS gthread threads.
 WEB_WORKERS = 2

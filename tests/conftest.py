@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import redis
 
-from notifier.batches import chunks_key
-from notifier.broker import task_args
+from notifier.broker.envelopes import task_args
 from notifier.config import Settings
-from notifier.redis_server import RedisServer
+from notifier.devtools.redis_server import RedisServer
 from notifier.signature import new_secret, signed_headers
-from notifier.state import message_key
+from notifier.store.campaigns import chunks_key
+from notifier.store.messages import message_key
 
 SECRET = new_secret()
 # A valid message body, as a business system would post it.

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from notifier import wrkload
-from notifier.bench import Bench, median_pair
-from notifier.benchstack import BenchConfig
-from notifier.report import table
+from notifier.devtools import wrkload
+from notifier.devtools.bench import Bench, median_pair
+from notifier.devtools.benchstack import BenchConfig
+from notifier.devtools.report import table
 
 
 def test_ingest_cpu_is_per_request_and_the_server_ratio_leaves_out_the_load(

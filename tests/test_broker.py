@@ -18,17 +18,17 @@ import pytest
 import redis
 from celery.worker.request import Request
 
-from notifier import broker
-from notifier.broker import args_summary, task_args, task_message
-from notifier.celery_app import app
-from notifier.queue import MESSAGES_QUEUE, SEND_TASK
-from notifier.redis_server import RedisServer
+from notifier.broker import envelopes as broker
+from notifier.broker.app import app
+from notifier.broker.envelopes import args_summary, task_args, task_message
+from notifier.broker.queues import MESSAGES_QUEUE, SEND_TASK
+from notifier.devtools.redis_server import RedisServer
 
 ARGS = [{"id": "m1", "touser": "oF1", "data": {"thing1": {"value": "50% off, 满减"}}}]
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-@pytest.fixture(params=["kombu.transport.redis:Transport", "notifier.transport:Transport"])
+@pytest.fixture(params=["kombu.transport.redis:Transport", "notifier.broker.transport:Transport"])
 def channel(request: pytest.FixtureRequest, redis_server: RedisServer) -> Iterator[Any]:
     """A channel of kombu's stock Redis transport, or of ours, with the project's options.
 
@@ -51,7 +51,7 @@ def _take(channel: Any) -> Any:
 def test_a_worker_reads_an_envelope_as_celery_would_have_sent_it(
     channel: Any, redis_client: redis.Redis
 ) -> None:
-    import notifier.tasks  # noqa: F401  (registers the tasks with the app)
+    import notifier.worker.tasks  # noqa: F401  (registers the tasks with the app)
 
     redis_client.lpush(MESSAGES_QUEUE, task_message(SEND_TASK, ARGS, MESSAGES_QUEUE, "t1"))
     message = _take(channel)

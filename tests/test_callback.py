@@ -13,9 +13,9 @@ import redis
 from flask.testing import FlaskClient
 
 from notifier.config import Settings
-from notifier.receipts import CallbackVerifier, sha1_signature
-from notifier.state import MessageState
-from notifier.web import create_app
+from notifier.store.messages import MessageState
+from notifier.web.app import create_app
+from notifier.wechat.receipts import CallbackVerifier, sha1_signature
 
 TOKEN = "callbacktoken"
 AES_KEY = base64.b64encode(os.urandom(32)).decode().rstrip("=")

@@ -11,16 +11,16 @@ import redis
 import responses
 from flask.testing import FlaskClient
 
-from notifier.batches import BatchStore, Outcome, Settled, split_recipient_id
-from notifier.bulk import BulkSender, DeferredChunks
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
 from notifier.config import Settings
 from notifier.errors import PermanentError, TransientError
-from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
-from notifier.quota import QuotaGate
-from notifier.state import MessageState
-from notifier.tokens import TokenStore
-from notifier.web import create_app
-from notifier.wechat import Credentials, WeChatClient
+from notifier.store.campaigns import BatchStore, Outcome, Settled, split_recipient_id
+from notifier.store.messages import MessageState
+from notifier.store.quota import QuotaGate
+from notifier.store.tokens import TokenStore
+from notifier.web.app import create_app
+from notifier.wechat.client import Credentials, WeChatClient
+from notifier.worker.campaigns import BulkSender, DeferredChunks
 from tests.conftest import QueueView, signed
 
 BASE = "https://wechat.test"

@@ -24,10 +24,10 @@ import pytest
 import yaml
 
 from notifier import config as config_module
-from notifier.benchstack import BenchConfig, worker_command, worker_names
-from notifier.cli import main as cli
+from notifier.cli.main import main as cli
 from notifier.config import client_endpoint, client_secret, load_settings
-from notifier.devstack import DevStack, Ports, web_command
+from notifier.devtools.benchstack import BenchConfig, worker_command, worker_names
+from notifier.devtools.devstack import DevStack, Ports, web_command
 from notifier.processes import (
     FLOWER_PORT,
     WEB_PORT,

@@ -1,6 +1,6 @@
 """Intake's envelopes against what Celery itself publishes, on both broker transports.
 
-Intake writes task messages into Redis itself (notifier.broker). A worker cannot tell
+Intake writes task messages into Redis itself (notifier.broker.envelopes). A worker cannot tell
 them from Celery's own only if every field matches: these tests publish through
 Celery's `send_task` onto the test Redis, read the raw message back, and compare it
 field by field with intake's envelope for the same task, arguments, queue and id.
@@ -18,15 +18,15 @@ import pytest
 import redis
 from celery import Celery
 
-import notifier.celery_app  # connects the before_task_publish handler)
-import notifier.tasks  # noqa: F401  (shared tasks: registered in every app that finalizes)
-from notifier.broker import task_message
-from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
-from notifier.redis_server import RedisServer
+import notifier.broker.app  # connects the before_task_publish handler)
+import notifier.worker.tasks  # noqa: F401  (shared tasks: registered in every app that finalizes)
+from notifier.broker.envelopes import task_message
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
+from notifier.devtools.redis_server import RedisServer
 
 # kombu's stock Redis transport and ours, by class: celeryconfig may register ours under
-# kombu's own `redis` name (notifier/transport_plugin.py).
-TRANSPORTS = ["kombu.transport.redis:Transport", "notifier.transport:Transport"]
+# kombu's own `redis` name (notifier/broker/plugin.py).
+TRANSPORTS = ["kombu.transport.redis:Transport", "notifier.broker.transport:Transport"]
 
 OPENID = "oF1_follower_openid"
 SECRET_DATA = "order 12345, 50% off"
@@ -55,7 +55,7 @@ PER_PUBLISH = {
     # Intake's says "", what Celery's as_task_v2 says when no reply queue is given.
     ("properties", "reply_to"),
     # When the work was queued: the reconciler dates a queue's head by it. Celery's
-    # publishes get it from notifier.celery_app's publish signal.
+    # publishes get it from notifier.broker.app's publish signal.
     ("headers", "queued_at"),
 }
 # Not excluded: "body" is compared decoded (the JSON spacing inside the base64 differs:

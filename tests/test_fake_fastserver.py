@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from notifier.fake_wechat import FakeConfig, create_fake_app, make_fake_server
-from notifier.fake_wechat.__main__ import main
-from notifier.fake_wechat.fastserver import make_fast_server
-from notifier.fake_wechat.state import FakeState
+from notifier.devtools.fake_wechat import FakeConfig, create_fake_app, make_fake_server
+from notifier.devtools.fake_wechat.__main__ import main
+from notifier.devtools.fake_wechat.fastserver import make_fast_server
+from notifier.devtools.fake_wechat.state import FakeState
 
 OPENID = "oAbCdEf123456"
 SEND = "/cgi-bin/message/template/send"
@@ -277,7 +277,9 @@ def test_shared_state_and_stopping_before_serving() -> None:
 
 def test_main_passes_the_chosen_server(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr("notifier.fake_wechat.__main__.serve", lambda *_, **kw: calls.append(kw))
+    monkeypatch.setattr(
+        "notifier.devtools.fake_wechat.__main__.serve", lambda *_, **kw: calls.append(kw)
+    )
     main(["--server", "threaded"])
     main([])
     assert calls == [{"verbose": False, "server": "threaded"}, {"verbose": False}]
@@ -288,7 +290,15 @@ def test_main_passes_the_chosen_server(monkeypatch: pytest.MonkeyPatch) -> None:
     [("asyncio", signal.SIGTERM), ("asyncio", signal.SIGINT), ("threaded", signal.SIGTERM)],
 )
 def test_process_announces_its_port_and_stops_cleanly(server: str, signum: int) -> None:
-    args = [sys.executable, "-m", "notifier.fake_wechat", "--port", "0", "--server", server]
+    args = [
+        sys.executable,
+        "-m",
+        "notifier.devtools.fake_wechat",
+        "--port",
+        "0",
+        "--server",
+        server,
+    ]
     with subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:

@@ -9,8 +9,8 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-from notifier.fake_wechat import FakeConfig, create_fake_app, server
-from notifier.fake_wechat.__main__ import main
+from notifier.devtools.fake_wechat import FakeConfig, create_fake_app, server
+from notifier.devtools.fake_wechat.__main__ import main
 
 APP_ID = "wx_dev_app"
 SECRET = "dev_secret"
@@ -506,7 +506,7 @@ def test_main_builds_config_from_arguments(monkeypatch: pytest.MonkeyPatch) -> N
     def fake_serve(config: FakeConfig, host: str, port: int, *, verbose: bool) -> None:
         calls.append((config, host, port))
 
-    monkeypatch.setattr("notifier.fake_wechat.__main__.serve", fake_serve)
+    monkeypatch.setattr("notifier.devtools.fake_wechat.__main__.serve", fake_serve)
     main(["--port", "9100", "--latency-ms", "5", "--fail-rate", "0.1", "--app-id", "wx_x"])
     expected = FakeConfig(app_id="wx_x", latency_ms=5, fail_rate=0.1)
     assert calls == [(expected, "127.0.0.1", 9100)]

@@ -11,8 +11,8 @@ import redis
 from flask.testing import FlaskClient
 
 from notifier.config import Settings
-from notifier.state import MessageState
-from notifier.web import create_app
+from notifier.store.messages import MessageState
+from notifier.web.app import create_app
 from tests.conftest import GOOD, QueueView, signed
 
 

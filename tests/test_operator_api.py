@@ -10,9 +10,9 @@ import redis
 from flask.testing import FlaskClient
 
 from notifier.config import Settings
-from notifier.quota import QuotaGate
-from notifier.state import MessageState
-from notifier.web import create_app
+from notifier.store.messages import MessageState
+from notifier.store.quota import QuotaGate
+from notifier.web.app import create_app
 from tests.conftest import GOOD, QueueView, signed
 
 TOKEN = "operator-token-0123456789"
@@ -153,7 +153,7 @@ def test_replay_all_replays_each_message_once_even_if_it_fails_again(
         state.record_dead(message_id, -1, "busy", {"id": message_id})
         ids.append(message_id)
 
-    from notifier.replay import Replayer
+    from notifier.store.replay import Replayer
 
     replayed = Replayer(state).replay_all(state.dead_index)
     assert replayed == 5

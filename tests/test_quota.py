@@ -9,7 +9,7 @@ import pytest
 import redis
 from freezegun import freeze_time
 
-from notifier.quota import QuotaGate, next_reset
+from notifier.store.quota import QuotaGate, next_reset
 
 
 def ts(text: str) -> float:

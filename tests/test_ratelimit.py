@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from notifier.ratelimit import RateLimiter, parse_rate
+from notifier.store.ratelimit import RateLimiter, parse_rate
 
 
 @pytest.mark.parametrize(("text", "rate"), [("500/s", 500.0), ("600/m", 10.0), ("7200/h", 2.0)])

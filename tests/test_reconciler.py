@@ -9,13 +9,13 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from notifier.admission import Admission
-from notifier.batches import BatchStore
-from notifier.broker import task_args, task_message
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
-from notifier.reconciler import Reconciler
-from notifier.state import MessageState
-from notifier.unfinished import unfinished_key
+from notifier.broker.envelopes import task_args, task_message
+from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.store.admission import Admission
+from notifier.store.campaigns import BatchStore
+from notifier.store.messages import MessageState
+from notifier.store.unfinished import unfinished_key
+from notifier.worker.reconciler import Reconciler
 from tests.conftest import QueueView
 
 MESSAGE = {"touser": "oUser0001", "template_id": "T", "data": {"k": {"value": "v"}}}

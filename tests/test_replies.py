@@ -1,6 +1,6 @@
 """Redis replies become text in one place, whatever type the client handed back."""
 
-from notifier.replies import maybe_text, text
+from notifier.store.replies import maybe_text, text
 
 
 def test_bytes_are_decoded_and_numbers_formatted() -> None:

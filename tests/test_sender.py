@@ -9,11 +9,11 @@ import redis
 import responses
 
 from notifier.errors import PermanentError, TransientError
-from notifier.quota import QuotaGate
-from notifier.sender import AlreadyClaimed, Sender
-from notifier.state import MessageState
-from notifier.tokens import TokenStore
-from notifier.wechat import Credentials, WeChatClient
+from notifier.store.messages import MessageState
+from notifier.store.quota import QuotaGate
+from notifier.store.tokens import TokenStore
+from notifier.wechat.client import Credentials, WeChatClient
+from notifier.worker.sender import AlreadyClaimed, Sender
 
 BASE = "https://wechat.test"
 SEND = f"{BASE}/cgi-bin/message/template/send"

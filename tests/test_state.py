@@ -6,7 +6,7 @@ import threading
 
 import redis
 
-from notifier.state import MessageState
+from notifier.store.messages import MessageState
 
 PAYLOAD = {"id": "m1", "touser": "oU1", "template_id": "T", "data": {"k": {"value": "v"}}}
 

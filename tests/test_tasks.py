@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 import redis
 
-from notifier import tasks
 from notifier.errors import PermanentError, RetriesExhausted
-from notifier.sender import AlreadyClaimed
-from notifier.state import MessageState
+from notifier.store.messages import MessageState
+from notifier.worker import tasks
+from notifier.worker.sender import AlreadyClaimed
 
 
 class Bulk:

@@ -6,8 +6,8 @@ import time
 
 from freezegun import freeze_time
 
+from notifier.devtools.fake_wechat import FakeConfig, create_fake_app
 from notifier.errors import TokenError, error_for
-from notifier.fake_wechat import FakeConfig, create_fake_app
 
 CREDENTIALS = {"grant_type": "client_credential", "appid": "wx_dev_app", "secret": "dev_secret"}
 MESSAGE = {"touser": "oFollower0001", "template_id": "T", "data": {"k": {"value": "v"}}}

@@ -7,8 +7,8 @@ import time
 
 import redis
 
-from notifier.tokens import EXPIRY_MARGIN, MIN_TTL, TokenStore
-from notifier.wechat import AccessToken
+from notifier.store.tokens import EXPIRY_MARGIN, MIN_TTL, TokenStore
+from notifier.wechat.client import AccessToken
 
 
 class Source:

@@ -26,12 +26,12 @@ from kombu.transport import redis as kombu_redis
 from kombu.transport import virtual
 from kombu.transport.virtual import Message
 
-from notifier import transport_plugin
-from notifier.broker import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL
+from notifier.broker import plugin as transport_plugin
+from notifier.broker.envelopes import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL
+from notifier.broker.scripts import PULL
+from notifier.broker.transport import Transport
 from notifier.config import EXIT_CONFIG
-from notifier.redis_server import RedisServer, find_binary
-from notifier.transport import Transport
-from notifier.transport_scripts import PULL
+from notifier.devtools.redis_server import RedisServer, find_binary
 
 
 def test_one_client_per_pool_and_a_new_one_after_a_reconnect(redis_server: RedisServer) -> None:
@@ -407,7 +407,7 @@ def test_out_of_memory_nothing_is_taken_and_work_resumes_after(
     assert got == [0, 1, 2]
 
 
-# The start-up check and the registration under kombu's names (notifier/transport_plugin.py).
+# The start-up check and the registration under kombu's names (notifier/broker/plugin.py).
 
 
 def test_the_installed_kombu_has_every_name_the_transport_relies_on() -> None:

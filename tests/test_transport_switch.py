@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import redis
 
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
-from notifier.redis_server import RedisServer
+from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.devtools.redis_server import RedisServer
 
 ROOT = Path(__file__).parents[1]
 
 PUBLISH = """
 import json, sys
-from notifier.celery_app import app
-from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
+from notifier.broker.app import app
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE, SEND_TASK
 count = int(sys.argv[1])
 with app.producer_or_acquire() as producer:
     for n in range(count):
@@ -42,8 +42,8 @@ with app.connection_for_write() as connection:
 CONSUME = """
 import json, socket, sys, time
 from kombu import Consumer, Queue
-from notifier.celery_app import app
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.broker.app import app
+from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 want, hold = int(sys.argv[1]), sys.argv[2] == "hold"
 taken = {}
 for name in (MESSAGES_QUEUE, CAMPAIGNS_QUEUE):
@@ -77,7 +77,7 @@ def _run(code: str, transport: str, url: str, *args: str) -> dict[str, Any]:
     return result
 
 
-MODULES = {"fast": "notifier.transport", "kombu": "kombu.transport.redis"}
+MODULES = {"fast": "notifier.broker.transport", "kombu": "kombu.transport.redis"}
 
 
 @pytest.mark.parametrize(("before", "after"), [("fast", "kombu"), ("kombu", "fast")])

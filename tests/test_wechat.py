@@ -20,7 +20,7 @@ from notifier.errors import (
     WeChatError,
     error_for,
 )
-from notifier.wechat import Credentials, WeChatClient
+from notifier.wechat.client import Credentials, WeChatClient
 
 BASE = "https://wechat.test"
 SEND = f"{BASE}/cgi-bin/message/template/send"

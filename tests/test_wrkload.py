@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier import wrkload
+from notifier.devtools import wrkload
+from notifier.devtools.loadgen import BODY
 from notifier.errors import SignatureError
-from notifier.loadgen import BODY
 from notifier.signature import Verifier, new_secret
 
 # Captured from wrk 4.1.0 (Debian) driving the bench's gunicorn with the script: 16

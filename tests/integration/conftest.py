@@ -16,10 +16,10 @@ import redis
 import requests
 
 from notifier.client import NotifierClient, template_message
-from notifier.devstack import web_command, worker_pool
-from notifier.measures import ok as answers
+from notifier.devtools.devstack import web_command, worker_pool
+from notifier.devtools.measures import ok as answers
+from notifier.devtools.redis_server import RedisServer, free_port
 from notifier.processes import WORKERS
-from notifier.redis_server import RedisServer, free_port
 from notifier.signature import new_secret
 
 APP_ID, APP_SECRET = "wx_it_app", "it_secret"
@@ -109,7 +109,7 @@ class Stack:
     def start(self) -> Stack:
         self.redis.start()
         py = sys.executable
-        self.spawn("wechat", [py, "-m", "notifier.fake_wechat", "--port", str(self.wechat_port),
+        self.spawn("wechat", [py, "-m", "notifier.devtools.fake_wechat", "--port", str(self.wechat_port),
                               "--app-id", APP_ID, "--app-secret", APP_SECRET])  # fmt: skip
         self.start_worker()
         self.spawn("web", web_command(self.web_port, workers=1))
@@ -131,7 +131,7 @@ class Stack:
         """
         schedule = str(self.root / "celerybeat-schedule")
         self.start_worker("control", queue="notifier.control")
-        return self.spawn("beat", [sys.executable, "-m", "celery", "-A", "notifier.celery_app",
+        return self.spawn("beat", [sys.executable, "-m", "celery", "-A", "notifier.broker.app",
                                    "beat", "--loglevel", "INFO", "--schedule", schedule])  # fmt: skip
 
     def tasks_of(self, task_id: str) -> list[str]:
@@ -153,7 +153,7 @@ class Stack:
     def start_worker(self, name: str = "worker", queue: str = "notifier.messages") -> Process:
         process = self.spawn(
             name,
-            [sys.executable, "-m", "celery", "-A", "notifier.celery_app", "worker",
+            [sys.executable, "-m", "celery", "-A", "notifier.broker.app", "worker",
              *(worker_pool(queue) if queue in WORKERS else ["--pool", "threads"]),
              "--concurrency", "8", "--queues", queue, "--loglevel", "INFO",
              "--without-mingle", "--without-gossip", "--hostname", f"{name}@%h"],

@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifier import wrkload
-from notifier.bench import PHASES
-from notifier.cli import bench as bench_command
+from notifier.cli.main import bench as bench_command
+from notifier.devtools import wrkload
+from notifier.devtools.bench import PHASES
 
 
 def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:

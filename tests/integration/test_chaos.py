@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from notifier.receipts import sha1_signature
+from notifier.wechat.receipts import sha1_signature
 from tests.integration.conftest import Stack, wait_for
 
 VISIBILITY = 20

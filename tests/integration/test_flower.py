@@ -2,7 +2,7 @@
 
 Flower counts a queue's tasks straight from Redis, and only for a `redis://` broker URL:
 with notifier's transport selected by class path, the URL it got was
-`notifier.transport:Transport://...`, and its queue pages answered 404.
+`notifier.broker.transport:Transport://...`, and its queue pages answered 404.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 import requests
 
-from notifier.queue import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE
-from notifier.redis_server import free_port
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_TASK, MESSAGES_QUEUE
+from notifier.devtools.redis_server import free_port
 from tests.integration.conftest import Process, Stack, wait_for
 
 ROOT = Path(__file__).parents[2]
@@ -67,7 +67,7 @@ def _lengths(flower: str) -> dict[str, int]:
 def _publish_chunks(stack: Stack, count: int) -> None:
     """Campaign tasks published through the Celery app, as the campaign API does."""
     code = (
-        "from notifier.celery_app import app\n"
+        "from notifier.broker.app import app\n"
         f"for n in range({count}):\n"
         f"    app.send_task({CHUNK_TASK!r}, args=({{'batch': f'b{{n}}'}},), "
         f"queue={CAMPAIGNS_QUEUE!r})\n"
@@ -103,5 +103,5 @@ def test_flower_shows_the_queues_and_their_lengths(stack: Stack) -> None:
 
     page = _get(f"{flower}/broker")
     assert page is not None and page.status_code == 200
-    assert "redis://" in page.text and "notifier.transport" not in page.text
+    assert "redis://" in page.text and "notifier.broker.transport" not in page.text
     assert MESSAGES_QUEUE in page.text and CAMPAIGNS_QUEUE in page.text

@@ -12,10 +12,10 @@ import pytest
 import requests
 import yaml
 
-from notifier.devstack import web_command, worker_pool
-from notifier.measures import ok as answers
-from notifier.queue import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
-from notifier.redis_server import free_port
+from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.devtools.devstack import web_command, worker_pool
+from notifier.devtools.measures import ok as answers
+from notifier.devtools.redis_server import free_port
 from tests.integration.conftest import Stack, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,7 +54,7 @@ def test_the_dev_stack_bench_and_tests_run_each_queue_on_the_procfiles_pool(
 
 
 def test_beat_refreshes_the_token_every_6000_seconds() -> None:
-    from notifier.celery_app import app
+    from notifier.broker.app import app
 
     entry = app.conf.beat_schedule["refresh-access-token"]
     assert entry["task"] == "notifier.refresh_token"
@@ -111,7 +111,7 @@ def _ok(url: str) -> bool:
 @pytest.mark.parametrize(
     ("args", "unset", "line"),
     [
-        (["-m", "celery", "-A", "notifier.celery_app", "worker", "--pool", "solo"], "WECHAT_APP_ID",
+        (["-m", "celery", "-A", "notifier.broker.app", "worker", "--pool", "solo"], "WECHAT_APP_ID",
          "notifier: WECHAT_APP_ID is not set"),
         (["-m", "gunicorn", "wsgi:app", "--bind", "127.0.0.1:0"], "WEBHOOK_SECRET",
          "notifier: WEBHOOK_SECRET is not set"),
@@ -129,9 +129,7 @@ def test_a_process_missing_a_setting_stops_with_one_line(
 
 
 def test_the_send_rate_limit_comes_from_the_environment() -> None:
-    code = (
-        "import notifier.tasks as t; print(t.send_template.rate_limit, t.send_template.max_retries)"
-    )
+    code = "import notifier.worker.tasks as t; print(t.send_template.rate_limit, t.send_template.max_retries)"
     env = {**os.environ, "SEND_RATE_LIMIT": "25/s", "SEND_MAX_RETRIES": "3"}
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60

@@ -1,0 +1,190 @@
+"""Accepting work: idempotency key, status record and queued task, written in one atomic step.
+
+One Lua script per request either finds the `webhook-id` already used (and says
+for which message) or pushes the task and records the message together; the push
+comes first, so a failing write leaves nothing behind. Nothing is
+half-accepted: a 202 means all of it is in Redis; after a 503, a retry with the same
+`webhook-id` finds whatever was stored, so nothing is queued twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from notifier.broker.queues import (
+    CAMPAIGNS_QUEUE,
+    MESSAGES_QUEUE,
+    chunk_payloads,
+    new_message_id,
+    task_payload,
+)
+from notifier.errors import BrokerUnavailable, NotifierError
+from notifier.store.campaigns import batch_key, chunks_key
+from notifier.store.messages import history_key, message_key
+from notifier.store.replies import text
+from notifier.store.unfinished import (
+    PUSH_LIMITS,
+    PUSH_LUA,
+    chunk_envelope,
+    chunk_member,
+    message_envelope,
+    queue_keys,
+)
+
+_MESSAGE = (
+    PUSH_LUA
+    + """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+push(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[2], ARGV[3], tonumber(ARGV[8]), ARGV[9])
+redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3], 'payload', ARGV[10])
+redis.call('EXPIRE', KEYS[2], ARGV[7])
+redis.call('RPUSH', KEYS[3], ARGV[4])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[6])
+return false
+"""
+)
+
+# ARGV[11...]: per chunk, its envelope, its task id and its recipients (JSON).
+_BATCH = (
+    PUSH_LUA
+    + """
+local existing = redis.call('GET', KEYS[1])
+if existing then return existing end
+local number = 0
+for i = 11, #ARGV, 3 do
+  push(KEYS[3], KEYS[4], KEYS[5], ARGV[i], ARGV[i + 1], ARGV[3], tonumber(ARGV[9]), ARGV[10])
+  redis.call('HSET', KEYS[6], number, ARGV[i + 2])
+  number = number + 1
+end
+redis.call('EXPIRE', KEYS[6], ARGV[8])
+redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
+           'chunks', ARGV[6], 'created', ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[8])
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[7])
+return false
+"""
+)
+
+
+class IdempotencyConflict(NotifierError):
+    """Raised when a `webhook-id` comes back with a different body."""
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What the intake answers: the id, and whether this was a repeat of an earlier request."""
+
+    id: str
+    repeated: bool
+
+
+class Admission:
+    """Admits single messages and campaigns into Redis, each in one atomic script."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        idempotency_ttl: int,
+        retention: int,
+        prefix: str = "notifier",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._idempotency_ttl = idempotency_ttl
+        self._retention = retention
+        self._prefix = prefix
+        self._clock = clock
+        self._pool = client.connection_pool
+        self._held = threading.local()
+        self._message = client.register_script(_MESSAGE)
+        self._batch = client.register_script(_BATCH)
+
+    def message(self, webhook_id: str, body: bytes, message: dict[str, Any]) -> Admitted:
+        """Record and queue one validated message, unless `webhook_id` was seen before.
+
+        Raises:
+            IdempotencyConflict: the webhook-id was used with another body.
+            BrokerUnavailable: Redis could not be reached, or its answer was lost.
+        """
+        message_id = new_message_id()
+        now = round(self._clock(), 3)
+        entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
+        # The task carries the id only (it names the task in Flower too); the payload
+        # stays in the record, where the sender and the reconciler read it.
+        payload = json.dumps(task_payload(message_id, message), separators=(",", ":"),
+                             ensure_ascii=False)  # fmt: skip
+        keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
+                history_key(self._prefix, message_id), *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
+        args = [_digest(body), message_id, now, entry, message_envelope(message_id, now),
+                self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
+        return self._run(self._message, keys, args, message_id)
+
+    def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
+        """Record a campaign and queue all of its chunks, unless `webhook_id` was seen before.
+
+        Raises:
+            IdempotencyConflict: the webhook-id was used with another body.
+            BrokerUnavailable: Redis could not be reached, or its answer was lost.
+        """
+        batch_id = new_message_id()
+        now = round(self._clock(), 3)
+        chunks = chunk_payloads(batch_id, batch)
+        per_chunk: list[str] = []
+        for number, chunk in enumerate(chunks):
+            per_chunk += [chunk_envelope(batch_id, number, now), chunk_member(batch_id, number),
+                          json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
+        keys = [self._idem_key(webhook_id), batch_key(self._prefix, batch_id),
+                *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, batch_id)]  # fmt: skip
+        args = [_digest(body), batch_id, now, batch["template_id"],
+                len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
+                *PUSH_LIMITS, *per_chunk]  # fmt: skip
+        return self._run(self._batch, keys, args, batch_id)
+
+    def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
+        try:
+            try:
+                existing = script(keys=keys, args=args, client=self._connection())
+            except redis.ConnectionError:
+                # A held connection learns of a Redis restart on its next use, and is then
+                # reopened. Running the script again is safe: a copy that did run before the
+                # connection broke is found by its idempotency key, not admitted twice.
+                existing = script(keys=keys, args=args, client=self._connection())
+        except redis.RedisError as exc:
+            raise BrokerUnavailable("the message broker is unavailable") from exc
+        if not existing:
+            return Admitted(new_id, repeated=False)
+        digest, _, earlier_id = text(existing).partition("|")
+        if digest != args[0]:
+            raise IdempotencyConflict("this webhook-id was already used with a different body")
+        return Admitted(earlier_id, repeated=True)
+
+    def _connection(self) -> redis.Redis:
+        """This thread's own connection, held between requests.
+
+        A connection checked out of the pool per command is first probed for stray
+        data: three more system calls on every request, for a check a held
+        connection does not need. This assumes long-lived threads, as gunicorn's gthread
+        workers have; under greenlets it would open a client per request.
+        """
+        held: redis.Redis | None = getattr(self._held, "client", None)
+        if held is None:
+            held = self._held.client = redis.Redis(
+                connection_pool=self._pool, single_connection_client=True
+            )
+        return held
+
+    def _idem_key(self, webhook_id: str) -> str:
+        return f"{self._prefix}:idem:{hashlib.sha256(webhook_id.encode()).hexdigest()[:32]}"
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()

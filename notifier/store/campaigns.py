@@ -1,0 +1,293 @@
+"""Campaign state in Redis, kept compact: one hash per batch, a few bytes per recipient outcome.
+
+A queued recipient costs nothing here; it lives only inside its chunk's task. Once
+it has an outcome, it takes one short hash field, and the batch's counters move.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from notifier.broker.queues import CAMPAIGNS_QUEUE
+from notifier.store.messages import FINAL, early_receipt, early_receipt_key, msgid_key
+from notifier.store.record import iso
+from notifier.store.replies import maybe_text, text
+from notifier.store.unfinished import chunk_member, unfinished_key
+
+COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
+
+# Set the outcomes of several recipients and move the batch counters with them, in one
+# atomic step, and mark the chunk seen in its unfinished set (KEYS[4], member ARGV[2],
+# ARGV[3] the time; '' for none), so a chunk still being sent is not queued again. The
+# campaign's stored chunks (KEYS[5]) live as long as its outcomes.
+# ARGV[1] is the retention; then six per recipient: its field, its encoded
+# outcome, its failure entry (or ''), and for a sent one the positions in KEYS of its
+# msgid key (or 0), with the recipient id to point it at so its delivery receipt finds
+# it, and of the key where a receipt that outran the send waits. Returns those early
+# receipts as a flat list of field, receipt.
+_SET_MANY = """
+local ttl = ARGV[1]
+local moves = {}
+local early = {}
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
+local final = {sent = true, delivered = true, failed = true, dead = true}
+for i = 4, #ARGV, 6 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  local old_status = old and string.match(old, '^[^|]+') or nil
+  local new_status = string.match(ARGV[i + 1], '^[^|]+')
+  -- A final outcome stays final: a second copy of a chunk never undoes the first's.
+  if old_status and final[old_status] and not final[new_status] then
+    new_status = old_status
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  if old_status ~= new_status then
+    if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
+    moves[new_status] = (moves[new_status] or 0) + 1
+    -- Only on a change: a write sent again after its reply was lost lists nothing twice.
+    if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
+  end
+  local k = tonumber(ARGV[i + 3])
+  if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
+  local r = tonumber(ARGV[i + 5])
+  if r > 0 then
+    local receipt = redis.call('GETDEL', KEYS[r])
+    if receipt then
+      table.insert(early, ARGV[i])
+      table.insert(early, receipt)
+    end
+  end
+end
+for status, n in pairs(moves) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[1], ttl)
+return early
+"""
+
+
+def batch_key(prefix: str, batch_id: str) -> str:
+    """A campaign's record: a hash of its state, template, size and counters."""
+    return f"{prefix}:batch:{batch_id}"
+
+
+def chunks_key(prefix: str, batch_id: str) -> str:
+    """A campaign's unfinished chunks: chunk number -> the chunk's recipients and fields."""
+    return f"{batch_key(prefix, batch_id)}:chunks"
+
+
+def recipient_id(batch_id: str, index: int) -> str:
+    """A recipient's message id; also its client_msg_id, so a resend is shown once."""
+    return f"{batch_id}-{index}"
+
+
+def split_recipient_id(message_id: str) -> tuple[str, int] | None:
+    """The (batch id, index) of a recipient's message id, or None for a single message."""
+    batch_id, sep, index = message_id.partition("-")
+    if not sep or len(batch_id) != 32 or not index.isdigit():
+        return None
+    return batch_id, int(index)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A recipient's latest outcome, as stored in one hash field."""
+
+    status: str
+    attempts: int
+    msgid: int | None = None
+    errcode: int | None = None
+
+    def encode(self) -> str:
+        return f"{self.status}|{self.attempts}|{self.msgid or ''}|{self.errcode or ''}"
+
+    @classmethod
+    def decode(cls, raw: str) -> Outcome:
+        status, attempts, msgid, errcode = raw.split("|")
+        return cls(
+            status, int(attempts), int(msgid) if msgid else None, int(errcode) if errcode else None
+        )
+
+
+@dataclass(frozen=True)
+class Settled:
+    """One recipient's outcome, waiting to be written with others of its chunk."""
+
+    index: int
+    outcome: Outcome
+    touser: str = ""
+    errmsg: str = ""
+
+
+class BatchStore:
+    """Reads and writes batches, their counters and their recipients' outcomes."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        retention: int,
+        prefix: str = "notifier",
+    ) -> None:
+        self._redis = client
+        self._retention = retention
+        self._prefix = prefix
+        self._set_many = client.register_script(_SET_MANY)
+        self.unfinished = unfinished_key(CAMPAIGNS_QUEUE)
+
+    def chunk(self, batch_id: str, number: int) -> dict[str, Any] | None:
+        """A chunk's stored recipients and shared fields; None once it has finished."""
+        raw = self._redis.hget(chunks_key(self._prefix, batch_id), str(number))
+        return json.loads(raw) if raw else None
+
+    def seen(self, batch_id: str, number: int, now: float) -> None:
+        """Mark a chunk seen by a worker, so the reconciler leaves it alone."""
+        self._redis.zadd(self.unfinished, {chunk_member(batch_id, number): round(now, 3)}, xx=True)
+
+    def finish_chunk(self, batch_id: str, number: int, keep: bool = False) -> None:
+        """A chunk left the queues: every recipient final, or parked as deferred (`keep`)."""
+        pipe = self._redis.pipeline()
+        pipe.zrem(self.unfinished, chunk_member(batch_id, number))
+        if not keep:
+            pipe.hdel(chunks_key(self._prefix, batch_id), str(number))
+        pipe.execute()
+
+    def state(self, batch_id: str) -> str | None:
+        """The batch's state, or None when it is unknown (or expired)."""
+        return maybe_text(self._redis.hget(self._key(batch_id), "state"))
+
+    def final_indexes(self, batch_id: str, indexes: Iterable[int]) -> set[int]:
+        """Those of `indexes` whose recipients reached a final state (never to be resent)."""
+        wanted = list(indexes)
+        if not wanted:
+            return set()
+        raw = self._redis.hmget(self._outcomes(batch_id), [str(i) for i in wanted])
+        return {
+            index
+            for index, value in zip(wanted, raw, strict=True)
+            if value is not None and text(value).split("|", 1)[0] in FINAL
+        }
+
+    def record(
+        self, batch_id: str, index: int, outcome: Outcome, touser: str = "", errmsg: str = ""
+    ) -> None:
+        """Store a recipient's outcome; failures also go on the batch's failure list."""
+        self.record_many(batch_id, [Settled(index, outcome, touser, errmsg)])
+
+    def record_many(
+        self, batch_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
+    ) -> None:
+        """Store the outcomes of several recipients of a batch in one round trip.
+
+        `chunk`, the number of the chunk being sent, is marked seen at `now` as well.
+        """
+        if not settled:
+            return
+        keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id),
+                self.unfinished, chunks_key(self._prefix, batch_id)]  # fmt: skip
+        member = chunk_member(batch_id, chunk) if chunk is not None else ""
+        args: list[str | int | float] = [self._retention, member, round(now, 3)]
+        for item in settled:
+            outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
+            if outcome.status == "sent" and outcome.msgid is not None:
+                keys.append(msgid_key(self._prefix, outcome.msgid))
+                msgid_at, rid = len(keys), recipient_id(batch_id, item.index)
+                keys.append(early_receipt_key(self._prefix, outcome.msgid))
+                early_at = len(keys)
+            failure = self._failure(batch_id, item)
+            args += [str(item.index), outcome.encode(), failure, msgid_at, rid, early_at]
+        early = self._set_many(keys=keys, args=args)
+        for field, receipt in zip(early[::2], early[1::2], strict=True):
+            # WeChat's receipt outran our own bookkeeping; apply it now.
+            self.apply_receipt(batch_id, int(field), *early_receipt(receipt))
+
+    def _failure(self, batch_id: str, item: Settled) -> str:
+        """The failure list's entry for a failed or dead recipient; '' for any other."""
+        if item.outcome.status not in ("failed", "dead"):
+            return ""
+        entry = {
+            "id": recipient_id(batch_id, item.index),
+            "touser": item.touser,
+            "status": item.outcome.status,
+            "errcode": item.outcome.errcode,
+            "errmsg": item.errmsg,
+        }
+        return json.dumps(entry, ensure_ascii=False)
+
+    def apply_receipt(self, batch_id: str, index: int, status: str, reason: str) -> bool:
+        """Move a sent recipient to delivered or failed; repeated receipts change nothing."""
+        current = self.outcome(batch_id, index)
+        if current is None or current.status != "sent":
+            return False
+        outcome = Outcome(status, current.attempts, current.msgid, None)
+        self.record(batch_id, index, outcome, "", reason)
+        return True
+
+    def count(self, batch_id: str) -> int | None:
+        """How many recipients the batch has, or None when it is unknown."""
+        value = self._redis.hget(self._key(batch_id), "count")
+        return int(value) if value is not None else None
+
+    def recipient_view(self, batch_id: str, index: int) -> dict[str, Any] | None:
+        """The status API's view of one recipient, or None when there is no such recipient."""
+        count = self.count(batch_id)
+        if count is None or not 0 <= index < count:
+            return None
+        view: dict[str, Any] = {"id": recipient_id(batch_id, index), "batch_id": batch_id}
+        view.update(status="queued", attempts=0)
+        outcome = self.outcome(batch_id, index)
+        if outcome is not None:
+            view.update(status=outcome.status, attempts=outcome.attempts)
+            if outcome.msgid is not None:
+                view["msgid"] = outcome.msgid
+            if outcome.errcode is not None:
+                view["errcode"] = outcome.errcode
+        return view
+
+    def outcome(self, batch_id: str, index: int) -> Outcome | None:
+        """One recipient's outcome; None while it is still queued (or unknown)."""
+        raw = self._redis.hget(self._outcomes(batch_id), str(index))
+        return Outcome.decode(text(raw)) if raw else None
+
+    def summary(self, batch_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any] | None:
+        """Counts per status and a page of failed recipients, for the batch status API."""
+        pipe = self._redis.pipeline()
+        pipe.hgetall(self._key(batch_id))
+        pipe.lrange(self._failures(batch_id), offset, offset + max(limit, 1) - 1)
+        pipe.llen(self._failures(batch_id))
+        raw, failures, failed_total = pipe.execute()
+        if not raw:
+            return None
+        meta = {text(k): text(v) for k, v in raw.items()}
+        count = int(meta["count"])
+        counts = {status: int(meta.get(f"n:{status}", 0)) for status in COUNTED}
+        counts["queued"] = count - sum(counts.values())
+        return {
+            "id": batch_id,
+            "state": meta["state"],
+            "template_id": meta["template_id"],
+            "count": count,
+            "created": iso(float(meta["created"])),
+            "counts": counts,
+            "failures": {
+                "total": failed_total,
+                "offset": offset,
+                "items": [json.loads(f) for f in failures],
+            },
+        }
+
+    def _key(self, batch_id: str) -> str:
+        return batch_key(self._prefix, batch_id)
+
+    def _outcomes(self, batch_id: str) -> str:
+        return f"{self._key(batch_id)}:r"
+
+    def _failures(self, batch_id: str) -> str:
+        return f"{self._key(batch_id)}:failed"

@@ -1,0 +1,104 @@
+"""The Flask receiver: built from settings, so tests and processes assemble it the same way."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from notifier import logs
+from notifier.config import Settings, current
+from notifier.signature import Verifier
+from notifier.store import unfinished
+from notifier.store.admission import Admission
+from notifier.store.campaigns import BatchStore
+from notifier.store.messages import MessageState
+from notifier.store.quota import QuotaGate
+from notifier.store.replay import Replayer
+from notifier.web import admin, callback, campaigns, status
+from notifier.web import messages as intake
+from notifier.web.auth import BearerTokens
+from notifier.web.context import WebServices
+from notifier.web.problems import problem
+from notifier.wechat.receipts import CallbackVerifier, ReplayGuard
+from notifier.worker.campaigns import DeferredChunks
+
+log = logging.getLogger(__name__)
+
+# Redis refusing a write it takes when healthy: redis-py raises its own classes for out of
+# memory and a read-only replica after a failover (LOADING comes as a ConnectionError), and
+# a plain ResponseError that keeps its code for a failed snapshot, a busy script or too
+# few replicas. Each passes; the request is answered 503, never half done.
+_REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
+             redis.exceptions.MasterDownError)  # fmt: skip
+_REFUSAL_CODES = ("MISCONF ", "BUSY ", "NOREPLICAS ")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the receiver from settings (the environment's when not given)."""
+    settings = (settings or current()).require_web()
+    logs.install(level=settings.log_level)
+    if not settings.api_tokens:
+        log.warning("API_TOKENS is not set: the status and operator endpoints refuse everyone")
+    unfinished.prepare()
+    app = Flask("notifier")
+    # One byte of headroom: a chunked body is cut at this limit, and read_body() needs to
+    # tell a body of exactly the limit from a longer one.
+    app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, settings.max_batch_bytes) + 1
+    connection = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
+    )
+    state = MessageState(connection, retention=settings.status_retention)
+    batches = BatchStore(connection, retention=settings.status_retention)
+    app.extensions["notifier"] = WebServices(
+        settings=settings,
+        verifier=Verifier(settings.webhook_secrets),
+        admission=Admission(connection, settings.idempotency_ttl, settings.status_retention),
+        state=state,
+        bearer=BearerTokens(settings.api_tokens),
+        replayer=Replayer(state),
+        quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
+        callback=CallbackVerifier.from_settings(settings),
+        callback_guard=ReplayGuard(connection),
+        batches=batches,
+        deferred=DeferredChunks(connection),
+    )
+    for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):
+        app.register_blueprint(blueprint)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        """Liveness: the process answers; no dependency is touched."""
+        return jsonify(status="ok")
+
+    @app.errorhandler(HTTPException)
+    def http_problem(exc: HTTPException) -> Response:
+        detail = exc.description or exc.name
+        if exc.code == 413:
+            batch = request.path.rstrip("/").endswith("/batch")
+            limit = settings.max_batch_bytes if batch else settings.max_body_bytes
+            detail = f"body is larger than {limit} bytes"
+        return problem(exc.code or 500, detail)
+
+    @app.errorhandler(redis.ConnectionError)
+    @app.errorhandler(redis.TimeoutError)
+    def redis_down(exc: redis.RedisError) -> Response:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        return problem(503, "the message store is unavailable; try again")
+
+    @app.errorhandler(redis.ResponseError)
+    def redis_refuses(exc: redis.ResponseError) -> Response:
+        if not (isinstance(exc, _REFUSALS) or str(exc).startswith(_REFUSAL_CODES)):
+            return unexpected(exc)
+        # The name and code only: redis-py's text can quote a command's arguments.
+        log.warning("redis refused a write: %s %s", type(exc).__name__, str(exc).split(" ")[0])
+        return problem(503, "the message store refuses writes for now; try again")
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return problem(500, "internal error; the request was not queued")
+
+    return app

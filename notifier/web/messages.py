@@ -1,0 +1,115 @@
+"""POST /v1/messages: verify the signature, validate the body, queue it once, answer 202."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, request
+from marshmallow import Schema, ValidationError
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from notifier.errors import BrokerUnavailable, SignatureError
+from notifier.signature import HEADERS
+from notifier.store.admission import Admitted, IdempotencyConflict
+from notifier.web.context import services
+from notifier.web.problems import problem
+from notifier.web.schema import MessageSchema, field_errors
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("intake", __name__)
+_schema = MessageSchema()
+
+
+@bp.post("/v1/messages")
+def create_message() -> Response | tuple[Response, int]:
+    """Accept one signed message; it is on the broker before the 202 leaves."""
+    svc = services()
+    return accept(
+        svc.settings.max_body_bytes,
+        _schema,
+        svc.admission.message,
+        lambda message_id: {"id": message_id, "status": "queued"},
+    )
+
+
+def accept(
+    limit: int,
+    schema: Schema,
+    admit: Callable[[str, bytes, dict[str, Any]], Admitted],
+    answer: Callable[[str], dict[str, Any]],
+) -> Response | tuple[Response, int]:
+    """Signature, body, schema, then one atomic admission: the path every signed intake takes."""
+    svc = services()
+    body = read_body(limit)
+    try:
+        webhook_id = svc.verifier.verify(_signing_headers(), body)
+    except SignatureError as exc:
+        return problem(401, f"webhook signature refused: {exc}")
+    document = _parse(body, schema)
+    if isinstance(document, Response):
+        return document
+    try:
+        admitted = admit(webhook_id, body, document)
+    except IdempotencyConflict as exc:
+        return problem(409, str(exc))
+    except BrokerUnavailable:
+        log.warning("redis unavailable: request refused with 503")
+        return problem(
+            503, "the message queue is unavailable; retry with the same webhook-id and body"
+        )
+    # Serialised directly: the app's JSON provider costs twice as much for two fields.
+    return Response(json.dumps(answer(admitted.id)), 202, mimetype="application/json")
+
+
+def read_body(limit: int) -> bytes:
+    """The raw body, refusing with 413 anything over `limit`, chunked bodies included."""
+    length = request.content_length
+    if length is not None and length <= limit:
+        # One read of exactly the declared size, past the layers a body of unknown size needs.
+        return bytes(request.environ["wsgi.input"].read(length))
+    # Read even when too long, so the connection stays usable for the client's next request.
+    body = request.get_data(cache=True)
+    if length is None and len(body) > limit:
+        request.stream.read(1)  # past the limit: raises RequestEntityTooLarge
+    if len(body) > limit:
+        raise RequestEntityTooLarge()
+    return body
+
+
+def _signing_headers() -> dict[str, str]:
+    """Only the headers a signature needs: copying them all costs more than verifying."""
+    return {name: value for name in HEADERS if (value := request.headers.get(name)) is not None}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Refuse duplicate keys: which one wins is a guess no sender should depend on."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise ValueError("an object has the same key twice")
+    return document
+
+
+def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
+    """Decode and validate a JSON body, or return the problem response explaining why not."""
+    if not request.mimetype or request.mimetype != "application/json":
+        return problem(415, "send the body as application/json")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return problem(400, "body is not UTF-8")
+    try:
+        document = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as exc:
+        return problem(400, f"body is not valid JSON: {exc}")
+    if not isinstance(document, dict):
+        return problem(400, "body must be a JSON object")
+    try:
+        loaded: dict[str, Any] = schema.load(document)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        return problem(400, f"invalid fields: {', '.join(sorted(errors))}", errors=errors)
+    return loaded

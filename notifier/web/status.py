@@ -1,0 +1,52 @@
+"""GET /v1/messages/<id>: where a message is in its lifecycle, for callers with a bearer token."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from notifier.store.campaigns import split_recipient_id
+from notifier.web.context import services
+from notifier.web.problems import problem
+
+bp = Blueprint("status", __name__)
+
+
+def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse with 401 unless the request carries a token from API_TOKENS."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not services().bearer.allows(request.headers.get("Authorization")):
+            return problem(
+                401,
+                "send Authorization: Bearer <token> with a token from API_TOKENS",
+                challenge="Bearer",
+            )
+        return view(*args, **kwargs)
+
+    return guarded
+
+
+@bp.get("/v1/messages/<message_id>")
+@bearer_required
+def message_status(message_id: str) -> Response:
+    """The message's status, attempts, msgid, last error and history."""
+    recipient = split_recipient_id(message_id)
+    if recipient is not None:
+        return _recipient_status(message_id, *recipient)
+    record = services().state.get(message_id) if len(message_id) <= 64 else None
+    if record is None:
+        return problem(404, f"no message {message_id[:64]!r} (unknown, or past its retention)")
+    return jsonify(record.as_dict())
+
+
+def _recipient_status(message_id: str, batch_id: str, index: int) -> Response:
+    """A campaign recipient: its latest outcome (campaigns keep no per-recipient history)."""
+    view = services().batches.recipient_view(batch_id, index)
+    if view is None:
+        return problem(404, f"no message {message_id!r} (unknown, or past its retention)")
+    return jsonify(view)

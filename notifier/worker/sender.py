@@ -1,0 +1,153 @@
+"""One delivery attempt of one message and its state transitions; Celery-free, so testable."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from notifier.errors import (
+    UNEXPECTED_ERRCODE,
+    DailyQuotaError,
+    PermanentError,
+    TokenError,
+    TransientError,
+    WeChatError,
+)
+from notifier.store.messages import MessageState, is_payload
+from notifier.store.quota import QuotaGate
+from notifier.store.ratelimit import RateLimiter
+from notifier.store.tokens import TokenStore
+from notifier.wechat.client import WeChatClient
+
+log = logging.getLogger(__name__)
+
+WECHAT_FIELDS = ("touser", "template_id", "data", "url", "miniprogram", "client_msg_id")
+
+
+def wechat_body(payload: dict[str, Any]) -> dict[str, Any]:
+    """The template/send body for a task payload: everything but our own bookkeeping."""
+    return {key: payload[key] for key in WECHAT_FIELDS if key in payload}
+
+
+class AlreadyClaimed(Exception):
+    """Raised when another worker holds this message's claim; try again once it ends.
+
+    Not a WeChat failure, so it spends none of the message's retry budget.
+    """
+
+    def __init__(self, retry_in: int) -> None:
+        super().__init__(f"another worker is sending this message; retry in {retry_in}s")
+        self.retry_in = retry_in
+
+
+class Sender:
+    """Sends a message at most once at a time, and records how each attempt ended."""
+
+    def __init__(
+        self,
+        client: WeChatClient,
+        tokens: TokenStore,
+        state: MessageState,
+        quota: QuotaGate,
+        claim_seconds: int,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        self._limiter = limiter
+        self._client = client
+        self._tokens = tokens
+        self._state = state
+        self._quota = quota
+        self._claim_seconds = claim_seconds
+
+    def deliver(self, payload: dict[str, Any], last_attempt: bool) -> int | None:
+        """Send `payload` unless it already reached a final state; return WeChat's msgid.
+
+        Raises:
+            TransientError: try again later (the state says `retrying`, or `dead`
+                when this was the last attempt).
+            PermanentError: never try again (the state says `failed`).
+
+        A spent daily quota (45009) pauses sending for the account and leaves the
+        message `deferred`, to be queued again when the quota resets.
+        """
+        message_id = payload["id"]
+        attempts, detail, stored = self._state.begin_attempt(message_id, self._claim_seconds)
+        if attempts == 0:
+            log.info("message %s is %s; not sending it", message_id, detail or "unknown")
+            return None
+        if attempts < 0:
+            raise AlreadyClaimed(int(detail) + 1)
+        # Tasks carry the id; a task queued before they did carries the whole message.
+        payload = payload if is_payload(payload) else (stored or {})
+        if not is_payload(payload):
+            self._state.release(message_id)
+            log.error("message %s has no payload to send; recorded dead", message_id)
+            self._state.record_dead(message_id, UNEXPECTED_ERRCODE, "no payload stored", {})
+            return None
+        released = False
+        try:
+            pause = self._quota.paused()
+            if pause is not None:
+                # Don't spend a call WeChat will refuse; hold the message until the reset.
+                self._state.record_deferred(message_id, 45009, pause["errmsg"], payload)
+                log.info("message %s deferred: sending is paused for the daily quota", message_id)
+                return None
+            msgid = self._send(wechat_body(payload))
+            self._state.record_sent(message_id, msgid)  # releases the claim too
+            released = True
+        except TransientError as exc:
+            self._record_transient(message_id, exc, payload, last_attempt)
+            raise
+        except DailyQuotaError as exc:
+            self._quota.pause(exc.errmsg)
+            log.warning(
+                "message %s deferred: daily quota reached (errcode %d)", message_id, exc.errcode
+            )
+            self._state.record_deferred(message_id, exc.errcode, exc.errmsg, payload)
+            return None
+        except PermanentError as exc:
+            log.warning(
+                "message %s failed permanently: errcode %d %s", message_id, exc.errcode, exc.errmsg
+            )
+            self._state.record_failed(message_id, exc.errcode, exc.errmsg, payload)
+            raise
+        finally:
+            if not released:
+                self._state.release(message_id)
+        log.info("message %s sent, msgid %d", message_id, msgid)
+        return msgid
+
+    def _send(self, body: dict[str, Any]) -> int:
+        token = self._tokens.current()
+        try:
+            return self._call(token, body)
+        except TokenError as exc:
+            log.info("access token rejected (errcode %d); refreshing once", exc.errcode)
+        token = self._tokens.replace(token)
+        try:
+            return self._call(token, body)
+        except TokenError as exc:
+            # A fresh token was refused too: back off rather than loop on refreshes.
+            raise TransientError(exc.errcode, exc.errmsg) from None
+
+    def _call(self, token: str, body: dict[str, Any]) -> int:
+        if self._limiter is not None:
+            self._limiter.take(1)  # waits in this thread only; no retry is spent
+        return self._client.send_template(token, body)
+
+    def _record_transient(
+        self, message_id: str, exc: WeChatError, payload: dict[str, Any], last_attempt: bool
+    ) -> None:
+        if last_attempt:
+            log.error(
+                "message %s is dead after its last attempt: errcode %d %s",
+                message_id,
+                exc.errcode,
+                exc.errmsg,
+            )
+            self._state.record_dead(message_id, exc.errcode, exc.errmsg, payload)
+        else:
+            log.info(
+                "message %s will be retried: errcode %d %s", message_id, exc.errcode, exc.errmsg
+            )
+            self._state.record_retrying(message_id, exc.errcode, exc.errmsg)
