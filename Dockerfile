@@ -1,4 +1,4 @@
-# One image for every process: web, worker, bulk, beat and flower differ only in their command.
+# One image for every process: web, worker, campaigns, beat and flower differ only in their command.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \

@@ -68,7 +68,13 @@ class WorkerKind:
 # and a second queue would cost the single-message workers their one-queue wait.
 MESSAGE_WORKER = WorkerKind("worker", MESSAGES_QUEUE, "threads", 64, "WORKER_CONCURRENCY")
 CAMPAIGN_WORKER = WorkerKind(
-    "bulk", CAMPAIGNS_QUEUE, "gevent", 100, "BULK_CONCURRENCY", prefetch=1, also=(CONTROL_QUEUE,)
+    "campaigns",
+    CAMPAIGNS_QUEUE,
+    "gevent",
+    100,
+    "CAMPAIGN_CONCURRENCY",
+    prefetch=1,
+    also=(CONTROL_QUEUE,),
 )
 WORKERS = {kind.queue: kind for kind in (MESSAGE_WORKER, CAMPAIGN_WORKER)}
 

@@ -14,19 +14,20 @@ from flask.testing import FlaskClient
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
 from notifier.config import Settings
 from notifier.errors import PermanentError, TransientError
-from notifier.store.campaigns import BatchStore, Outcome, Settled, split_recipient_id
+from notifier.store.campaigns import CampaignStore, Outcome, Settled, split_recipient_id
+from notifier.store.deferred import DeferredChunks
 from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
 from notifier.store.tokens import TokenStore
 from notifier.web.app import create_app
 from notifier.wechat.client import Credentials, WeChatClient
-from notifier.worker.campaigns import BulkSender, DeferredChunks
+from notifier.worker.campaigns import CampaignSender
 from tests.conftest import QueueView, signed
 
 BASE = "https://wechat.test"
 SEND = f"{BASE}/cgi-bin/message/template/send"
 TOKEN = f"{BASE}/cgi-bin/stable_token"
-BATCH_ID = "b" * 32
+CAMPAIGN_ID = "b" * 32
 
 
 def batch(count: int, **extra: Any) -> dict[str, Any]:
@@ -53,7 +54,7 @@ def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
     assert answer["count"] == 250 and answer["status"] == "queued"
     assert [len(c["recipients"]) for c in chunks.published] == [100, 100, 50]
     assert chunks.published[2]["recipients"][0][:2] == [200, "oPerson000200"]
-    summary = BatchStore(redis_client, 3600).summary(answer["batch_id"])
+    summary = CampaignStore(redis_client, 3600).summary(answer["batch_id"])
     assert summary is not None
     assert (summary["state"], summary["counts"]["queued"]) == ("queued", 250)
 
@@ -109,37 +110,37 @@ def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView
 
 
 def test_a_queued_recipient_costs_under_100_bytes_of_task_payload() -> None:
-    payloads = chunk_payloads(BATCH_ID, batch(1000))
+    payloads = chunk_payloads(CAMPAIGN_ID, batch(1000))
     size = sum(len(json.dumps(p)) for p in payloads)
     # The Celery envelope adds about 1.2 KB a chunk, 12 B a recipient at CHUNK_SIZE 100.
     assert size / 1000 + 1200 / CHUNK_SIZE < 100
 
 
 def test_recipient_ids_round_trip() -> None:
-    assert split_recipient_id(f"{BATCH_ID}-42") == (BATCH_ID, 42)
+    assert split_recipient_id(f"{CAMPAIGN_ID}-42") == (CAMPAIGN_ID, 42)
     assert split_recipient_id("a" * 32) is None
-    assert split_recipient_id(f"{BATCH_ID}-x") is None
+    assert split_recipient_id(f"{CAMPAIGN_ID}-x") is None
 
 
 @pytest.fixture
-def store(redis_client: redis.Redis) -> BatchStore:
+def store(redis_client: redis.Redis) -> CampaignStore:
     # As admission leaves a batch: its record, its chunks on the queue.
-    redis_client.hset(f"notifier:batch:{BATCH_ID}", mapping={"state": "queued", "template_id": "TPL",
+    redis_client.hset(f"notifier:batch:{CAMPAIGN_ID}", mapping={"state": "queued", "template_id": "TPL",
                       "count": 4, "chunks": 1, "created": 1.0})  # fmt: skip
-    return BatchStore(redis_client, 3600)
+    return CampaignStore(redis_client, 3600)
 
 
 @pytest.fixture
-def bulk(redis_client: redis.Redis, store: BatchStore) -> BulkSender:
+def campaigns(redis_client: redis.Redis, store: CampaignStore) -> CampaignSender:
     wechat = WeChatClient(Credentials(BASE, "wx_app", "secret", "stable", 0.5, 0.5))
     quota = QuotaGate(redis_client, "wx_app")
-    return BulkSender(
+    return CampaignSender(
         wechat, TokenStore(redis_client, wechat), store, quota, DeferredChunks(redis_client)
     )
 
 
 CHUNK: dict[str, Any] = {
-    "batch": BATCH_ID,
+    "batch": CAMPAIGN_ID,
     "template_id": "TPL",
     "data": {"k": {"value": "shared"}},
     "recipients": [
@@ -153,14 +154,14 @@ CHUNK: dict[str, Any] = {
 
 @responses.activate
 def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
-    bulk: BulkSender, store: BatchStore
+    campaigns: CampaignSender, store: CampaignStore
 ) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(SEND, json={"errcode": 0, "msgid": 1})
     responses.post(SEND, json={"errcode": 43019, "errmsg": "blacklisted"})
     responses.post(SEND, json={"errcode": -1, "errmsg": "busy"})
     responses.post(SEND, json={"errcode": 0, "msgid": 4})
-    again = bulk.deliver(CHUNK, attempt=0, last_attempt=False)
+    again = campaigns.deliver(CHUNK, attempt=0, last_attempt=False)
     assert [r[0] for r in again] == [2]
     assert {k: v for k, v in _counts(store).items() if v} == {
         "sent": 2,
@@ -173,11 +174,11 @@ def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
         if "template/send" in str(c.request.url)
     ]
     assert bodies[2]["data"] == {"k": {"value": "own"}}
-    assert bodies[0]["client_msg_id"] == f"{BATCH_ID}-0"
+    assert bodies[0]["client_msg_id"] == f"{CAMPAIGN_ID}-0"
     assert len(bodies) == 4
     # A redelivery of the whole chunk sends only the one still pending.
     responses.post(SEND, json={"errcode": 0, "msgid": 3})
-    assert bulk.deliver(CHUNK, attempt=1, last_attempt=False) == []
+    assert campaigns.deliver(CHUNK, attempt=1, last_attempt=False) == []
     sends = [c for c in responses.calls if "template/send" in str(c.request.url)]
     assert len(sends) == 5 and json.loads(sends[-1].request.body or b"")["touser"] == "oCarol0001"
     assert _counts(store)["sent"] == 3
@@ -185,26 +186,26 @@ def test_a_chunk_records_each_outcome_and_returns_only_transient_failures(
 
 @responses.activate
 def test_the_last_attempt_marks_transient_failures_dead(
-    bulk: BulkSender, store: BatchStore
+    campaigns: CampaignSender, store: CampaignStore
 ) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(SEND, json={"errcode": -1, "errmsg": "busy"})
-    assert bulk.deliver(CHUNK, attempt=3, last_attempt=True) == []
-    summary = store.summary(BATCH_ID)
+    assert campaigns.deliver(CHUNK, attempt=3, last_attempt=True) == []
+    summary = store.summary(CAMPAIGN_ID)
     assert summary is not None
     assert summary["counts"]["dead"] == 4
     assert summary["failures"]["total"] == 4
 
 
-def test_outcomes_written_twice_count_and_list_each_failure_once(store: BatchStore) -> None:
+def test_outcomes_written_twice_count_and_list_each_failure_once(store: CampaignStore) -> None:
     """A write whose reply was lost is sent again (redis-py retries on a connection error)."""
     settled = [
         Settled(1, Outcome("failed", 1, None, 43019), "blockedBob01", "blacklisted"),
         Settled(0, Outcome("sent", 1, 77), "oAlice0001"),
     ]
-    store.record_many(BATCH_ID, settled)
-    store.record_many(BATCH_ID, settled)
-    summary = store.summary(BATCH_ID)
+    store.record_many(CAMPAIGN_ID, settled)
+    store.record_many(CAMPAIGN_ID, settled)
+    summary = store.summary(CAMPAIGN_ID)
     assert summary is not None
     assert {k: v for k, v in summary["counts"].items() if v} == {
         "sent": 1,
@@ -217,21 +218,21 @@ def test_outcomes_written_twice_count_and_list_each_failure_once(store: BatchSto
 
 @responses.activate
 def test_chunks_of_an_expired_batch_send_nothing(
-    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+    campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
 ) -> None:
-    redis_client.delete(f"notifier:batch:{BATCH_ID}")
-    assert bulk.deliver(CHUNK, attempt=0, last_attempt=False) == []
+    redis_client.delete(f"notifier:batch:{CAMPAIGN_ID}")
+    assert campaigns.deliver(CHUNK, attempt=0, last_attempt=False) == []
     assert len(responses.calls) == 0
 
 
 @responses.activate
 def test_the_daily_quota_parks_the_rest_of_the_chunk(
-    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+    campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
 ) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(SEND, json={"errcode": 0, "msgid": 1})
     responses.post(SEND, json={"errcode": 45009, "errmsg": "daily quota"})
-    assert bulk.deliver(CHUNK, attempt=0, last_attempt=False) == []
+    assert campaigns.deliver(CHUNK, attempt=0, last_attempt=False) == []
     parked = DeferredChunks(redis_client)
     assert parked.count() == 1
     (raw,) = redis_client.lrange(parked.key, 0, -1)
@@ -244,73 +245,77 @@ def test_the_daily_quota_parks_the_rest_of_the_chunk(
 
 @responses.activate
 def test_a_token_the_account_cannot_get_settles_every_recipient_visibly(
-    bulk: BulkSender, store: BatchStore
+    campaigns: CampaignSender, store: CampaignStore
 ) -> None:
     responses.post(TOKEN, json={"errcode": 40164, "errmsg": "invalid ip, not in whitelist"})
     with pytest.raises(PermanentError):
-        bulk.deliver(CHUNK, attempt=0, last_attempt=False)
-    assert bulk.settle(CHUNK, "failed", 40164, "invalid ip", 0) == 4
+        campaigns.deliver(CHUNK, attempt=0, last_attempt=False)
+    assert campaigns.settle(CHUNK, "failed", 40164, "invalid ip", 0) == 4
     counts = _counts(store)
     assert counts["failed"] == 4 and counts["queued"] == 0
 
 
 @responses.activate
-def test_a_token_api_outage_retries_the_whole_chunk(bulk: BulkSender) -> None:
+def test_a_token_api_outage_retries_the_whole_chunk(campaigns: CampaignSender) -> None:
     responses.post(TOKEN, status=503)
-    assert [r[0] for r in bulk.deliver(CHUNK, attempt=0, last_attempt=False)] == [0, 1, 2, 3]
+    assert [r[0] for r in campaigns.deliver(CHUNK, attempt=0, last_attempt=False)] == [0, 1, 2, 3]
     with pytest.raises(TransientError):
-        bulk.deliver(CHUNK, attempt=8, last_attempt=True)
+        campaigns.deliver(CHUNK, attempt=8, last_attempt=True)
 
 
 @responses.activate
 def test_a_campaign_receipt_marks_the_recipient_delivered(
-    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+    campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
 ) -> None:
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(SEND, json={"errcode": 0, "msgid": 777})
-    bulk.deliver({**CHUNK, "recipients": CHUNK["recipients"][:1]}, attempt=0, last_attempt=False)
-    assert redis_client.get("notifier:msgid:777") == f"{BATCH_ID}-0".encode()
-    assert store.apply_receipt(BATCH_ID, 0, "delivered", "success")
-    assert not store.apply_receipt(BATCH_ID, 0, "delivered", "success")
+    campaigns.deliver(
+        {**CHUNK, "recipients": CHUNK["recipients"][:1]}, attempt=0, last_attempt=False
+    )
+    assert redis_client.get("notifier:msgid:777") == f"{CAMPAIGN_ID}-0".encode()
+    assert store.apply_receipt(CAMPAIGN_ID, 0, "delivered", "success")
+    assert not store.apply_receipt(CAMPAIGN_ID, 0, "delivered", "success")
     counts = _counts(store)
     assert counts["delivered"] == 1 and counts["sent"] == 0
 
 
 @responses.activate
 def test_a_receipt_that_outruns_the_recorded_send_is_applied_with_it(
-    bulk: BulkSender, store: BatchStore, redis_client: redis.Redis
+    campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
 ) -> None:
     # Outcomes are written every few sends; WeChat's receipt can land before that.
     MessageState(redis_client).keep_early_receipt(778, "failed", "user block")
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     responses.post(SEND, json={"errcode": 0, "msgid": 777})
     responses.post(SEND, json={"errcode": 0, "msgid": 778})
-    bulk.deliver({**CHUNK, "recipients": CHUNK["recipients"][2:]}, attempt=0, last_attempt=False)
+    campaigns.deliver(
+        {**CHUNK, "recipients": CHUNK["recipients"][2:]}, attempt=0, last_attempt=False
+    )
     assert _status(store, 3) == "failed"
     assert _status(store, 2) == "sent"
     assert redis_client.get("notifier:receipt:778") is None  # used up
     assert _counts(store)["failed"] == 1
 
 
-def _counts(store: BatchStore) -> dict[str, int]:
+def _counts(store: CampaignStore) -> dict[str, int]:
     """The campaign's counts per status, as the batch status API gives them."""
-    summary = store.summary(BATCH_ID)
+    summary = store.summary(CAMPAIGN_ID)
     assert summary is not None
     counts: dict[str, int] = summary["counts"]
     return counts
 
 
-def _status(store: BatchStore, index: int) -> str:
+def _status(store: CampaignStore, index: int) -> str:
     """One recipient's status, as the status API gives it."""
-    view = store.recipient_view(BATCH_ID, index)
+    view = store.recipient_view(CAMPAIGN_ID, index)
     assert view is not None
     return str(view["status"])
 
 
-def test_a_final_outcome_is_never_undone_by_a_second_copy_of_a_chunk(store: BatchStore) -> None:
-    store.record(BATCH_ID, 0, Outcome("sent", 1, 7))
-    store.record(BATCH_ID, 0, Outcome("retrying", 1, None, -1), "oAlice0001", "busy")
-    outcome = store.outcome(BATCH_ID, 0)
+def test_a_final_outcome_is_never_undone_by_a_second_copy_of_a_chunk(store: CampaignStore) -> None:
+    store.record(CAMPAIGN_ID, 0, Outcome("sent", 1, 7))
+    store.record(CAMPAIGN_ID, 0, Outcome("retrying", 1, None, -1), "oAlice0001", "busy")
+    outcome = store.outcome(CAMPAIGN_ID, 0)
     assert outcome is not None and outcome.status == "sent"
     assert _counts(store)["sent"] == 1 and _counts(store)["retrying"] == 0
 

@@ -41,7 +41,7 @@ from notifier.processes import (
 from notifier.signature import new_secret
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTIFIER_SERVICES = ("web", "worker", "bulk", "beat", "flower")
+NOTIFIER_SERVICES = ("web", "worker", "campaigns", "beat", "flower")
 # What a deployment's .env must give (compose stops on `${NAME:?...}` without them).
 DOTENV = {
     "WECHAT_APP_ID": "wx_defaults_test",
@@ -49,7 +49,7 @@ DOTENV = {
     "WEBHOOK_SECRET": new_secret(),
     "FLOWER_BASIC_AUTH": "admin:password",
 }
-CONCURRENCY_VARIABLES = ("WEB_CONCURRENCY", "WORKER_CONCURRENCY", "BULK_CONCURRENCY")
+CONCURRENCY_VARIABLES = ("WEB_CONCURRENCY", "WORKER_CONCURRENCY", "CAMPAIGN_CONCURRENCY")
 # Celery's and gunicorn's short options, in case a command line switches to them.
 ALIASES = {"-P": "--pool", "-c": "--concurrency", "-Q": "--queues", "-n": "--hostname",
            "-w": "--workers", "-b": "--bind", "-k": "--worker-class"}  # fmt: skip
@@ -282,7 +282,7 @@ def test_each_worker_line_runs_one_pool_concurrency_prefetch_and_queue_everywher
 ) -> None:
     bench_default = BenchConfig(
         concurrency=bench_cli_default("concurrency"),
-        bulk_concurrency=bench_cli_default("bulk_concurrency"),
+        campaign_concurrency=bench_cli_default("campaign_concurrency"),
     )
     seen = {
         "Procfile": worker_view(procfile_argv(run_sh, kind.process, {})),
@@ -437,7 +437,7 @@ FIXED = {
 }
 # Not read by config.py, but read by the commands or asked for by the deployment docs.
 ALSO_PASSED = {
-    "WEB_CONCURRENCY", "WORKER_CONCURRENCY", "BULK_CONCURRENCY", "BROKER_TRANSPORT",
+    "WEB_CONCURRENCY", "WORKER_CONCURRENCY", "CAMPAIGN_CONCURRENCY", "BROKER_TRANSPORT",
     "HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
 }  # fmt: skip
 
@@ -507,7 +507,7 @@ def test_worker_node_names_are_unique_per_instance(
     dev = [node_name(dev_commands()[process]) for process in kinds]
     assert len(set(dev)) == len(dev), dev
     bench = [node_name(worker_command(BenchConfig(), name, kind.queue))
-             for kind, prefix in zip(WORKERS.values(), ("single", "bulk"), strict=True)
+             for kind, prefix in zip(WORKERS.values(), ("single", "campaigns"), strict=True)
              for name in worker_names(prefix, 3)]  # fmt: skip
     assert len(set(bench)) == len(bench), bench
 

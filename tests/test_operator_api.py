@@ -153,9 +153,10 @@ def test_replay_all_replays_each_message_once_even_if_it_fails_again(
         state.record_dead(message_id, -1, "busy", {"id": message_id})
         ids.append(message_id)
 
+    from notifier.store.deferred import DeferredChunks
     from notifier.store.replay import Replayer
 
-    replayed = Replayer(state).replay_all(state.dead_index)
+    replayed = Replayer(state, DeferredChunks(redis_client)).replay_all(state.dead_index)
     assert replayed == 5
     assert sorted(task["id"] for task in broker.tasks) == ids
     assert state.count(state.dead_index) == 5  # parked again, for the next replay

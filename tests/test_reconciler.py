@@ -12,7 +12,7 @@ import redis
 from notifier.broker.envelopes import task_args, task_message
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.store.admission import Admission
-from notifier.store.campaigns import BatchStore
+from notifier.store.campaigns import CampaignStore
 from notifier.store.messages import MessageState
 from notifier.store.unfinished import unfinished_key
 from notifier.worker.reconciler import Reconciler
@@ -115,12 +115,14 @@ def test_a_lost_campaign_chunk_is_queued_again_and_a_finished_one_forgotten(
 ) -> None:
     people = [{"touser": f"oPerson{i:06d}"} for i in range(150)]
     batch = {"template_id": "T", "data": {"k": {"value": "v"}}, "recipients": people}
-    batch_id = admission.batch("camp", b"{}", batch).id
+    campaign_id = admission.batch("camp", b"{}", batch).id
     redis_client.delete(CAMPAIGNS_QUEUE)  # both chunks taken, both lost
-    BatchStore(redis_client, 3600).finish_chunk(batch_id, 1)  # ... but the second had finished
+    CampaignStore(redis_client, 3600).finish_chunk(
+        campaign_id, 1
+    )  # ... but the second had finished
     assert later(STALE + 5).run()[CAMPAIGNS_QUEUE] == 1
     chunks = QueueView(redis_client, CAMPAIGNS_QUEUE)
-    assert chunks.tasks == [{"batch": batch_id, "chunk": 0}]
+    assert chunks.tasks == [{"batch": campaign_id, "chunk": 0}]
     assert len(chunks.published[0]["recipients"]) == 100
     members = redis_client.zrange(unfinished_key(CAMPAIGNS_QUEUE), 0, -1)
-    assert members == [f"{batch_id}.0".encode()]
+    assert members == [f"{campaign_id}.0".encode()]

@@ -14,7 +14,7 @@ from notifier.worker import tasks
 from notifier.worker.sender import AlreadyClaimed
 
 
-class Bulk:
+class Campaign:
     def __init__(self) -> None:
         self.settled: list[tuple[Any, ...]] = []
 
@@ -28,8 +28,10 @@ class Bulk:
 
 @pytest.fixture
 def services(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    fake = SimpleNamespace(state=MessageState(redis_client), bulk=Bulk())
-    monkeypatch.setattr(tasks, "services", lambda: fake)
+    """The worker's context with real message records and a recording campaign sender."""
+    state = MessageState(redis_client)
+    fake = SimpleNamespace(stores=SimpleNamespace(messages=state), campaigns=Campaign(), state=state)
+    monkeypatch.setattr(tasks, "worker_context", lambda: fake)
     return fake
 
 
@@ -54,8 +56,8 @@ def test_an_unexpected_failure_of_a_chunk_settles_its_recipients(services: Simpl
     chunk = {"batch": "b" * 32, "recipients": [[0, "oU1", None]]}
     tasks.send_chunk.on_failure(RuntimeError("boom"), "t1", (chunk,), {}, None)
     tasks.send_chunk.on_failure(RetriesExhausted(-1, "busy"), "t2", (chunk,), {}, None)
-    assert len(services.bulk.settled) == 1
-    assert services.bulk.settled[0][:3] == (chunk, "dead", -1004)
+    assert len(services.campaigns.settled) == 1
+    assert services.campaigns.settled[0][:3] == (chunk, "dead", -1004)
 
 
 def test_a_message_claimed_elsewhere_is_looked_at_again_under_its_own_task_id(

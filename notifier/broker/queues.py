@@ -32,7 +32,7 @@ def task_payload(message_id: str, message: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def chunk_payloads(batch_id: str, batch: dict[str, Any]) -> list[dict[str, Any]]:
+def chunk_payloads(campaign_id: str, batch: dict[str, Any]) -> list[dict[str, Any]]:
     """Split a validated batch into chunks, stored per campaign: shared fields once per chunk."""
     shared: dict[str, Any] = {
         k: batch[k] for k in ("template_id", "data", "url", "miniprogram") if k in batch
@@ -41,6 +41,6 @@ def chunk_payloads(batch_id: str, batch: dict[str, Any]) -> list[dict[str, Any]]
         [index, r["touser"], r.get("data")] for index, r in enumerate(batch["recipients"])
     ]
     return [
-        {"batch": batch_id, **shared, "recipients": recipients[start : start + CHUNK_SIZE]}
+        {"batch": campaign_id, **shared, "recipients": recipients[start : start + CHUNK_SIZE]}
         for start in range(0, len(recipients), CHUNK_SIZE)
     ]

@@ -3,46 +3,28 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import click
 import redis
 
 from notifier.config import current
-from notifier.store.campaigns import BatchStore, split_recipient_id
-from notifier.store.messages import MessageState, iso
-from notifier.store.quota import QuotaGate
-from notifier.store.replay import Replayer
-from notifier.worker.campaigns import DeferredChunks
+from notifier.store.campaigns import split_recipient_id
+from notifier.store.messages import iso
+from notifier.store.stores import Stores, open_stores
 
 
-@dataclass(frozen=True)
-class Console:
-    """The stores an operator command works on, built from the environment."""
-
-    state: MessageState
-    replayer: Replayer
-    quota: QuotaGate | None
-    deferred: DeferredChunks
-    batches: BatchStore
-
-
-def _console() -> Console:
+def _console() -> Stores:
     settings = current()
     click.echo(f"redis: {_where(settings.redis_url)}", err=True)
-    connection = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+    stores = open_stores(settings)
     try:
-        connection.ping()
+        stores.connection.ping()
     except redis.RedisError as exc:
         raise click.ClickException(
             f"cannot reach Redis at REDIS_URL: {type(exc).__name__}"
         ) from None
-    state = MessageState(connection, retention=settings.status_retention)
-    quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
-    deferred = DeferredChunks(connection)
-    batches = BatchStore(connection, retention=settings.status_retention)
-    return Console(state, Replayer(state), quota, deferred, batches)
+    return stores
 
 
 def _where(url: str) -> str:
@@ -63,9 +45,9 @@ def status(message_id: str) -> None:
     console = _console()
     recipient = split_recipient_id(message_id)
     if recipient is not None:
-        view = console.batches.recipient_view(*recipient)
+        view = console.campaigns.recipient_view(*recipient)
     else:
-        record = console.state.get(message_id)
+        record = console.messages.get(message_id)
         view = record.as_dict(with_payload=True) if record else None
     if view is None:
         raise click.ClickException(f"no message {message_id} (unknown, or past its retention)")
@@ -84,7 +66,7 @@ def dead_letters() -> None:
 def list_dead(as_json: bool, limit: int, offset: int) -> None:
     """List dead letters, oldest first."""
     console = _console()
-    records = console.replayer.list(console.state.dead_index, limit, max(offset, 0))
+    records = console.replayer.list(console.messages.dead_index, limit, max(offset, 0))
     for record in records:
         if as_json:
             click.echo(json.dumps(record.as_dict(with_payload=True), ensure_ascii=False))
@@ -95,7 +77,7 @@ def list_dead(as_json: bool, limit: int, offset: int) -> None:
                 f"attempts {record.attempts}  {when}  {record.errmsg or ''}"
             )
     if not as_json:
-        total = console.state.count(console.state.dead_index)
+        total = console.messages.count(console.messages.dead_index)
         shown = f"{offset + 1}-{offset + len(records)} of " if records else ""
         click.echo(f"{shown}{total} dead letter(s)", err=True)
 
@@ -109,7 +91,7 @@ def replay_dead(message_id: str | None, everything: bool) -> None:
         raise click.UsageError("give one MESSAGE_ID or --all")
     console = _console()
     if everything:
-        count = console.replayer.replay_all(console.state.dead_index, progress=_progress)
+        count = console.replayer.replay_all(console.messages.dead_index, progress=_progress)
         click.echo(f"replayed {count} message(s)")
         return
     assert message_id is not None
@@ -130,7 +112,7 @@ def quota_status() -> None:
     if console.quota is None:
         raise click.ClickException("WECHAT_APP_ID is not set: the pause is kept per account")
     pause = console.quota.paused()
-    deferred = console.state.count(console.state.deferred_index)
+    deferred = console.messages.count(console.messages.deferred_index)
     chunks = console.deferred.count()
     if pause:
         click.echo(
@@ -149,8 +131,5 @@ def quota_resume() -> None:
         raise click.ClickException("WECHAT_APP_ID is not set: the pause is kept per account")
     lifted = console.quota.resume()
     click.echo("pause lifted" if lifted else "no pause was in force")
-    count = console.replayer.replay_all(
-        console.state.deferred_index, reason="resumed by an operator", progress=_progress
-    )
-    count += console.deferred.release()
+    count = console.replayer.resume_deferred("resumed by an operator", progress=_progress)
     click.echo(f"resumed {count} deferred message(s)")

@@ -208,7 +208,7 @@ _register_operator_commands()
     help="Threads per message worker.",
 )
 @click.option(
-    "--bulk-concurrency",
+    "--campaign-concurrency",
     type=click.IntRange(min=1),
     default=CAMPAIGN_WORKER.concurrency,
     show_default=True,
@@ -225,7 +225,7 @@ _register_operator_commands()
     "--phase",
     "phases",
     multiple=True,
-    type=click.Choice(["fake", "ingest", "single", "bulk", "latency"]),
+    type=click.Choice(["fake", "ingest", "single", "campaigns", "latency"]),
     help="Run only this phase (repeatable), e.g. to compare two versions quickly. Default: all.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -236,7 +236,7 @@ def bench(
     latency_ms: float,
     seconds: float,
     concurrency: int,
-    bulk_concurrency: int,
+    campaign_concurrency: int,
     processes: int,
     phases: tuple[str, ...],
     as_json: bool,
@@ -257,7 +257,7 @@ def bench(
             seconds=0.5,
             connections=2,
             concurrency=8,
-            bulk_concurrency=8,
+            campaign_concurrency=8,
             probes=5,
             processes=1,
         )
@@ -268,7 +268,7 @@ def bench(
             latency_ms,
             seconds,
             concurrency=concurrency,
-            bulk_concurrency=bulk_concurrency,
+            campaign_concurrency=campaign_concurrency,
             processes=processes,
         )
     with tempfile.TemporaryDirectory(prefix="notifier-bench-") as home:

@@ -33,7 +33,7 @@ class BenchConfig:
     # The Procfile's defaults (notifier/processes.py): threads per single-message worker,
     # greenlets per campaign worker, and one worker process per core for each queue.
     concurrency: int = MESSAGE_WORKER.concurrency
-    bulk_concurrency: int = CAMPAIGN_WORKER.concurrency
+    campaign_concurrency: int = CAMPAIGN_WORKER.concurrency
     processes: int = field(default_factory=cpu_cores)
     probes: int = 100
 
@@ -141,7 +141,7 @@ def worker_names(name: str, processes: int) -> list[str]:
 def worker_command(config: BenchConfig, name: str, queue: str) -> list[str]:
     """A bench worker: the Procfile's line for the queue, at the configured concurrency."""
     kind = WORKERS[queue]
-    concurrency = config.bulk_concurrency if kind is CAMPAIGN_WORKER else config.concurrency
+    concurrency = config.campaign_concurrency if kind is CAMPAIGN_WORKER else config.concurrency
     return [sys.executable, "-m", "celery", "-A", "notifier.broker.app", "worker",
             *kind.args(concurrency), "--hostname", f"{name}@%h", "--loglevel", "WARNING",
             "--without-mingle", "--without-gossip"]  # fmt: skip

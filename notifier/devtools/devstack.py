@@ -147,7 +147,7 @@ class DevStack:
     def commands(self) -> dict[str, list[str]]:
         """Each process's command line: the Procfile's, on local ports.
 
-        WEB_CONCURRENCY, WORKER_CONCURRENCY and BULK_CONCURRENCY apply as in the Procfile.
+        WEB_CONCURRENCY, WORKER_CONCURRENCY and CAMPAIGN_CONCURRENCY apply as in the Procfile.
         """
         env = self.env
         py = sys.executable
@@ -189,7 +189,7 @@ class DevStack:
             "web": f"http://127.0.0.1:{self.ports.web}/healthz",
             "flower": f"http://127.0.0.1:{self.ports.flower}/healthcheck",
         }
-        workers = {"worker", "bulk"}
+        workers = {"worker", "campaigns"}
         pending = set(checks) | workers
         while pending and time.monotonic() < deadline:
             for child in self.children:

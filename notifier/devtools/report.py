@@ -39,7 +39,7 @@ ROWS = [
     ("single_cpu_ms_workers", "CPU ms per single message: workers", "{:.2f}", None, False),
     ("single_cpu_ms_redis", "CPU ms per single message: Redis", "{:.2f}", None, False),
     ("single_cpu_ms_wechat", "CPU ms per single message: fake WeChat", "{:.2f}", None, False),
-    ("bulk_delivered_per_s", "campaign recipients delivered/s", "{:.0f}", 2000, True),
+    ("campaign_delivered_per_s", "campaign recipients delivered/s", "{:.0f}", 2000, True),
     ("redis_bytes_per_recipient", "Redis bytes per queued recipient", "{:.0f}", 100, False),
     ("single_p50_s", "single message during a campaign, p50 s", "{:.3f}", None, False),
     ("single_p99_s", "single message during a campaign, p99 s", "{:.3f}", 1.0, False),
@@ -75,7 +75,7 @@ def table(results: dict[str, Any], config: BenchConfig) -> str:
         f"{config.latency_ms:g} ms; {config.messages} single messages, {config.recipients} "
         f"campaign recipients, {config.processes} worker processes per queue: "
         f"{config.concurrency} threads each for single messages, "
-        f"{config.bulk_concurrency} greenlets each for campaigns. Ingest: five pairs of "
+        f"{config.campaign_concurrency} greenlets each for campaigns. Ingest: five pairs of "
         f"{config.seconds:g} s runs, {config.connections} connections (wrk: "
         f"{min(wrkload.THREADS, config.connections)} threads, whole seconds)."
     )

@@ -27,7 +27,7 @@ from notifier.broker.queues import (
     task_payload,
 )
 from notifier.errors import BrokerUnavailable, NotifierError
-from notifier.store.campaigns import batch_key, chunks_key
+from notifier.store.campaigns import campaign_key, chunks_key
 from notifier.store.messages import history_key, message_key
 from notifier.store.replies import text
 from notifier.store.unfinished import (
@@ -135,19 +135,20 @@ class Admission:
             IdempotencyConflict: the webhook-id was used with another body.
             BrokerUnavailable: Redis could not be reached, or its answer was lost.
         """
-        batch_id = new_message_id()
+        campaign_id = new_message_id()
         now = round(self._clock(), 3)
-        chunks = chunk_payloads(batch_id, batch)
+        chunks = chunk_payloads(campaign_id, batch)
         per_chunk: list[str] = []
         for number, chunk in enumerate(chunks):
-            per_chunk += [chunk_envelope(batch_id, number, now), chunk_member(batch_id, number),
+            member = chunk_member(campaign_id, number)
+            per_chunk += [chunk_envelope(campaign_id, number, now), member,
                           json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
-        keys = [self._idem_key(webhook_id), batch_key(self._prefix, batch_id),
-                *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, batch_id)]  # fmt: skip
-        args = [_digest(body), batch_id, now, batch["template_id"],
+        keys = [self._idem_key(webhook_id), campaign_key(self._prefix, campaign_id),
+                *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, campaign_id)]  # fmt: skip
+        args = [_digest(body), campaign_id, now, batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
                 *PUSH_LIMITS, *per_chunk]  # fmt: skip
-        return self._run(self._batch, keys, args, batch_id)
+        return self._run(self._batch, keys, args, campaign_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
         try:

@@ -74,27 +74,27 @@ return early
 """
 
 
-def batch_key(prefix: str, batch_id: str) -> str:
+def campaign_key(prefix: str, campaign_id: str) -> str:
     """A campaign's record: a hash of its state, template, size and counters."""
-    return f"{prefix}:batch:{batch_id}"
+    return f"{prefix}:batch:{campaign_id}"
 
 
-def chunks_key(prefix: str, batch_id: str) -> str:
+def chunks_key(prefix: str, campaign_id: str) -> str:
     """A campaign's unfinished chunks: chunk number -> the chunk's recipients and fields."""
-    return f"{batch_key(prefix, batch_id)}:chunks"
+    return f"{campaign_key(prefix, campaign_id)}:chunks"
 
 
-def recipient_id(batch_id: str, index: int) -> str:
+def recipient_id(campaign_id: str, index: int) -> str:
     """A recipient's message id; also its client_msg_id, so a resend is shown once."""
-    return f"{batch_id}-{index}"
+    return f"{campaign_id}-{index}"
 
 
 def split_recipient_id(message_id: str) -> tuple[str, int] | None:
     """The (batch id, index) of a recipient's message id, or None for a single message."""
-    batch_id, sep, index = message_id.partition("-")
-    if not sep or len(batch_id) != 32 or not index.isdigit():
+    campaign_id, sep, index = message_id.partition("-")
+    if not sep or len(campaign_id) != 32 or not index.isdigit():
         return None
-    return batch_id, int(index)
+    return campaign_id, int(index)
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class Settled:
     errmsg: str = ""
 
 
-class BatchStore:
+class CampaignStore:
     """Reads and writes batches, their counters and their recipients' outcomes."""
 
     def __init__(
@@ -142,33 +142,35 @@ class BatchStore:
         self._set_many = client.register_script(_SET_MANY)
         self.unfinished = unfinished_key(CAMPAIGNS_QUEUE)
 
-    def chunk(self, batch_id: str, number: int) -> dict[str, Any] | None:
+    def chunk(self, campaign_id: str, number: int) -> dict[str, Any] | None:
         """A chunk's stored recipients and shared fields; None once it has finished."""
-        raw = self._redis.hget(chunks_key(self._prefix, batch_id), str(number))
+        raw = self._redis.hget(chunks_key(self._prefix, campaign_id), str(number))
         return json.loads(raw) if raw else None
 
-    def seen(self, batch_id: str, number: int, now: float) -> None:
+    def seen(self, campaign_id: str, number: int, now: float) -> None:
         """Mark a chunk seen by a worker, so the reconciler leaves it alone."""
-        self._redis.zadd(self.unfinished, {chunk_member(batch_id, number): round(now, 3)}, xx=True)
+        self._redis.zadd(
+            self.unfinished, {chunk_member(campaign_id, number): round(now, 3)}, xx=True
+        )
 
-    def finish_chunk(self, batch_id: str, number: int, keep: bool = False) -> None:
+    def finish_chunk(self, campaign_id: str, number: int, keep: bool = False) -> None:
         """A chunk left the queues: every recipient final, or parked as deferred (`keep`)."""
         pipe = self._redis.pipeline()
-        pipe.zrem(self.unfinished, chunk_member(batch_id, number))
+        pipe.zrem(self.unfinished, chunk_member(campaign_id, number))
         if not keep:
-            pipe.hdel(chunks_key(self._prefix, batch_id), str(number))
+            pipe.hdel(chunks_key(self._prefix, campaign_id), str(number))
         pipe.execute()
 
-    def state(self, batch_id: str) -> str | None:
+    def state(self, campaign_id: str) -> str | None:
         """The batch's state, or None when it is unknown (or expired)."""
-        return maybe_text(self._redis.hget(self._key(batch_id), "state"))
+        return maybe_text(self._redis.hget(self._key(campaign_id), "state"))
 
-    def final_indexes(self, batch_id: str, indexes: Iterable[int]) -> set[int]:
+    def final_indexes(self, campaign_id: str, indexes: Iterable[int]) -> set[int]:
         """Those of `indexes` whose recipients reached a final state (never to be resent)."""
         wanted = list(indexes)
         if not wanted:
             return set()
-        raw = self._redis.hmget(self._outcomes(batch_id), [str(i) for i in wanted])
+        raw = self._redis.hmget(self._outcomes(campaign_id), [str(i) for i in wanted])
         return {
             index
             for index, value in zip(wanted, raw, strict=True)
@@ -176,13 +178,13 @@ class BatchStore:
         }
 
     def record(
-        self, batch_id: str, index: int, outcome: Outcome, touser: str = "", errmsg: str = ""
+        self, campaign_id: str, index: int, outcome: Outcome, touser: str = "", errmsg: str = ""
     ) -> None:
         """Store a recipient's outcome; failures also go on the batch's failure list."""
-        self.record_many(batch_id, [Settled(index, outcome, touser, errmsg)])
+        self.record_many(campaign_id, [Settled(index, outcome, touser, errmsg)])
 
     def record_many(
-        self, batch_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
+        self, campaign_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
     ) -> None:
         """Store the outcomes of several recipients of a batch in one round trip.
 
@@ -190,30 +192,30 @@ class BatchStore:
         """
         if not settled:
             return
-        keys = [self._key(batch_id), self._outcomes(batch_id), self._failures(batch_id),
-                self.unfinished, chunks_key(self._prefix, batch_id)]  # fmt: skip
-        member = chunk_member(batch_id, chunk) if chunk is not None else ""
+        keys = [self._key(campaign_id), self._outcomes(campaign_id), self._failures(campaign_id),
+                self.unfinished, chunks_key(self._prefix, campaign_id)]  # fmt: skip
+        member = chunk_member(campaign_id, chunk) if chunk is not None else ""
         args: list[str | int | float] = [self._retention, member, round(now, 3)]
         for item in settled:
             outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
             if outcome.status == "sent" and outcome.msgid is not None:
                 keys.append(msgid_key(self._prefix, outcome.msgid))
-                msgid_at, rid = len(keys), recipient_id(batch_id, item.index)
+                msgid_at, rid = len(keys), recipient_id(campaign_id, item.index)
                 keys.append(early_receipt_key(self._prefix, outcome.msgid))
                 early_at = len(keys)
-            failure = self._failure(batch_id, item)
+            failure = self._failure(campaign_id, item)
             args += [str(item.index), outcome.encode(), failure, msgid_at, rid, early_at]
         early = self._set_many(keys=keys, args=args)
         for field, receipt in zip(early[::2], early[1::2], strict=True):
             # WeChat's receipt outran our own bookkeeping; apply it now.
-            self.apply_receipt(batch_id, int(field), *early_receipt(receipt))
+            self.apply_receipt(campaign_id, int(field), *early_receipt(receipt))
 
-    def _failure(self, batch_id: str, item: Settled) -> str:
+    def _failure(self, campaign_id: str, item: Settled) -> str:
         """The failure list's entry for a failed or dead recipient; '' for any other."""
         if item.outcome.status not in ("failed", "dead"):
             return ""
         entry = {
-            "id": recipient_id(batch_id, item.index),
+            "id": recipient_id(campaign_id, item.index),
             "touser": item.touser,
             "status": item.outcome.status,
             "errcode": item.outcome.errcode,
@@ -221,28 +223,28 @@ class BatchStore:
         }
         return json.dumps(entry, ensure_ascii=False)
 
-    def apply_receipt(self, batch_id: str, index: int, status: str, reason: str) -> bool:
+    def apply_receipt(self, campaign_id: str, index: int, status: str, reason: str) -> bool:
         """Move a sent recipient to delivered or failed; repeated receipts change nothing."""
-        current = self.outcome(batch_id, index)
+        current = self.outcome(campaign_id, index)
         if current is None or current.status != "sent":
             return False
         outcome = Outcome(status, current.attempts, current.msgid, None)
-        self.record(batch_id, index, outcome, "", reason)
+        self.record(campaign_id, index, outcome, "", reason)
         return True
 
-    def count(self, batch_id: str) -> int | None:
+    def count(self, campaign_id: str) -> int | None:
         """How many recipients the batch has, or None when it is unknown."""
-        value = self._redis.hget(self._key(batch_id), "count")
+        value = self._redis.hget(self._key(campaign_id), "count")
         return int(value) if value is not None else None
 
-    def recipient_view(self, batch_id: str, index: int) -> dict[str, Any] | None:
+    def recipient_view(self, campaign_id: str, index: int) -> dict[str, Any] | None:
         """The status API's view of one recipient, or None when there is no such recipient."""
-        count = self.count(batch_id)
+        count = self.count(campaign_id)
         if count is None or not 0 <= index < count:
             return None
-        view: dict[str, Any] = {"id": recipient_id(batch_id, index), "batch_id": batch_id}
+        view: dict[str, Any] = {"id": recipient_id(campaign_id, index), "batch_id": campaign_id}
         view.update(status="queued", attempts=0)
-        outcome = self.outcome(batch_id, index)
+        outcome = self.outcome(campaign_id, index)
         if outcome is not None:
             view.update(status=outcome.status, attempts=outcome.attempts)
             if outcome.msgid is not None:
@@ -251,17 +253,17 @@ class BatchStore:
                 view["errcode"] = outcome.errcode
         return view
 
-    def outcome(self, batch_id: str, index: int) -> Outcome | None:
+    def outcome(self, campaign_id: str, index: int) -> Outcome | None:
         """One recipient's outcome; None while it is still queued (or unknown)."""
-        raw = self._redis.hget(self._outcomes(batch_id), str(index))
+        raw = self._redis.hget(self._outcomes(campaign_id), str(index))
         return Outcome.decode(text(raw)) if raw else None
 
-    def summary(self, batch_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any] | None:
+    def summary(self, campaign_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any] | None:
         """Counts per status and a page of failed recipients, for the batch status API."""
         pipe = self._redis.pipeline()
-        pipe.hgetall(self._key(batch_id))
-        pipe.lrange(self._failures(batch_id), offset, offset + max(limit, 1) - 1)
-        pipe.llen(self._failures(batch_id))
+        pipe.hgetall(self._key(campaign_id))
+        pipe.lrange(self._failures(campaign_id), offset, offset + max(limit, 1) - 1)
+        pipe.llen(self._failures(campaign_id))
         raw, failures, failed_total = pipe.execute()
         if not raw:
             return None
@@ -270,7 +272,7 @@ class BatchStore:
         counts = {status: int(meta.get(f"n:{status}", 0)) for status in COUNTED}
         counts["queued"] = count - sum(counts.values())
         return {
-            "id": batch_id,
+            "id": campaign_id,
             "state": meta["state"],
             "template_id": meta["template_id"],
             "count": count,
@@ -283,11 +285,11 @@ class BatchStore:
             },
         }
 
-    def _key(self, batch_id: str) -> str:
-        return batch_key(self._prefix, batch_id)
+    def _key(self, campaign_id: str) -> str:
+        return campaign_key(self._prefix, campaign_id)
 
-    def _outcomes(self, batch_id: str) -> str:
-        return f"{self._key(batch_id)}:r"
+    def _outcomes(self, campaign_id: str) -> str:
+        return f"{self._key(campaign_id)}:r"
 
-    def _failures(self, batch_id: str) -> str:
-        return f"{self._key(batch_id)}:failed"
+    def _failures(self, campaign_id: str) -> str:
+        return f"{self._key(campaign_id)}:failed"

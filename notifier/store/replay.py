@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from notifier.store.deferred import DeferredChunks
 from notifier.store.messages import MessageRecord, MessageState
 
 log = logging.getLogger(__name__)
@@ -16,8 +17,9 @@ BATCH = 500
 class Replayer:
     """Requeues failed, dead or deferred messages under their own ids, keeping their history."""
 
-    def __init__(self, state: MessageState) -> None:
+    def __init__(self, state: MessageState, deferred: DeferredChunks) -> None:
         self._state = state
+        self._deferred = deferred
 
     def list(self, index: str, limit: int = 100, offset: int = 0) -> list[MessageRecord]:
         """Records in an index (dead letters or deferred), oldest first."""
@@ -48,3 +50,14 @@ class Replayer:
             if progress:
                 progress(done, total)
         return done
+
+    def resume_deferred(
+        self, reason: str, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Queue every deferred message and campaign chunk again; return how many recipients."""
+        resumed = 0
+        if self._state.count(self._state.deferred_index):
+            resumed += self.replay_all(self._state.deferred_index, reason, progress)
+        if self._deferred.count():
+            resumed += self._deferred.release()
+        return resumed

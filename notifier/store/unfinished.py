@@ -36,17 +36,17 @@ def unfinished_key(queue: str) -> str:
     return f"notifier:unfinished:{queue}"
 
 
-def chunk_member(batch_id: str, number: int) -> str:
+def chunk_member(campaign_id: str, number: int) -> str:
     """A campaign chunk's task id, which is also its member in the unfinished set."""
-    return f"{batch_id}.{number}"
+    return f"{campaign_id}.{number}"
 
 
 def split_chunk_member(member: str) -> tuple[str, int] | None:
     """The (batch id, chunk number) of a chunk's task id; None for a single message's id."""
-    batch_id, sep, number = member.partition(".")
+    campaign_id, sep, number = member.partition(".")
     if not sep or not number.isascii() or not number.isdigit():
         return None
-    return batch_id, int(number)
+    return campaign_id, int(number)
 
 
 def message_envelope(message_id: str, now: float) -> str:
@@ -59,10 +59,10 @@ def message_envelope(message_id: str, now: float) -> str:
     )
 
 
-def chunk_envelope(batch_id: str, number: int, now: float) -> str:
+def chunk_envelope(campaign_id: str, number: int, now: float) -> str:
     """The send_chunk task for a chunk: its reference only; recipients are in the campaign."""
-    member = chunk_member(batch_id, number)
-    ref = {"batch": batch_id, "chunk": number}
+    member = chunk_member(campaign_id, number)
+    ref = {"batch": campaign_id, "chunk": number}
     return task_message(CHUNK_TASK, [ref], CAMPAIGNS_QUEUE, task_id=member, queued_at=now)
 
 

@@ -13,17 +13,13 @@ from notifier.config import Settings, current
 from notifier.signature import Verifier
 from notifier.store import unfinished
 from notifier.store.admission import Admission
-from notifier.store.campaigns import BatchStore
-from notifier.store.messages import MessageState
-from notifier.store.quota import QuotaGate
-from notifier.store.replay import Replayer
+from notifier.store.stores import open_stores
 from notifier.web import admin, callback, campaigns, status
 from notifier.web import messages as intake
 from notifier.web.auth import BearerTokens
-from notifier.web.context import WebServices
+from notifier.web.context import WebContext
 from notifier.web.problems import problem
-from notifier.wechat.receipts import CallbackVerifier, ReplayGuard
-from notifier.worker.campaigns import DeferredChunks
+from notifier.wechat.receipts import CallbackVerifier
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +43,14 @@ def create_app(settings: Settings | None = None) -> Flask:
     # One byte of headroom: a chunked body is cut at this limit, and read_body() needs to
     # tell a body of exactly the limit from a longer one.
     app.config["MAX_CONTENT_LENGTH"] = max(settings.max_body_bytes, settings.max_batch_bytes) + 1
-    connection = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=2, health_check_interval=10
-    )
-    state = MessageState(connection, retention=settings.status_retention)
-    batches = BatchStore(connection, retention=settings.status_retention)
-    app.extensions["notifier"] = WebServices(
+    stores = open_stores(settings, socket_timeout=2)
+    app.extensions["notifier"] = WebContext(
         settings=settings,
+        stores=stores,
         verifier=Verifier(settings.webhook_secrets),
-        admission=Admission(connection, settings.idempotency_ttl, settings.status_retention),
-        state=state,
+        admission=Admission(stores.connection, settings.idempotency_ttl, settings.status_retention),
         bearer=BearerTokens(settings.api_tokens),
-        replayer=Replayer(state),
-        quota=QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None,
-        callback=CallbackVerifier.from_settings(settings),
-        callback_guard=ReplayGuard(connection),
-        batches=batches,
-        deferred=DeferredChunks(connection),
+        callback=_callback_verifier(settings),
     )
     for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):
         app.register_blueprint(blueprint)
@@ -102,3 +89,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         return problem(500, "internal error; the request was not queued")
 
     return app
+
+
+def _callback_verifier(settings: Settings) -> CallbackVerifier | None:
+    """The callback's verifier, or None when WECHAT_CALLBACK_TOKEN is not configured."""
+    if not settings.wechat_callback_token:
+        return None
+    return CallbackVerifier(
+        settings.wechat_callback_token, settings.wechat_app_id, settings.wechat_encoding_aes_key
+    )

@@ -7,7 +7,8 @@ import logging
 from flask import Blueprint, Response, request
 
 from notifier.store.campaigns import split_recipient_id
-from notifier.web.context import services
+from notifier.store.messages import DELIVERED, FAILED
+from notifier.web.context import web_context
 from notifier.web.problems import problem
 from notifier.wechat.receipts import CallbackError, parse_xml, receipt_from
 
@@ -23,7 +24,7 @@ def _text(body: str, status: int = 200) -> Response:
 @bp.get("/wechat/callback")
 def handshake() -> Response:
     """Prove to WeChat that we own the URL: echo `echostr` when the signature matches."""
-    verifier = services().callback
+    verifier = web_context().callback
     if verifier is None:
         return problem(404, "the WeChat callback is not configured (WECHAT_CALLBACK_TOKEN)")
     args = request.args
@@ -37,7 +38,7 @@ def handshake() -> Response:
 @bp.post("/wechat/callback")
 def event() -> Response:
     """Apply a delivery receipt; answer `success` at once so WeChat stops pushing it."""
-    svc = services()
+    svc = web_context()
     verifier = svc.callback
     if verifier is None:
         return problem(404, "the WeChat callback is not configured (WECHAT_CALLBACK_TOKEN)")
@@ -45,7 +46,7 @@ def event() -> Response:
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     try:
         verifier.check(args.get("signature", ""), timestamp, nonce)
-        if not svc.callback_guard.fresh(timestamp, nonce):
+        if not svc.stores.callback_nonces.fresh(timestamp, nonce):
             return _text("success")  # a repeat of a callback already handled
         fields = parse_xml(request.get_data())
         if args.get("encrypt_type") == "aes":
@@ -59,14 +60,15 @@ def event() -> Response:
         return _text(str(exc), status)
     if receipt is None:
         return _text("success")
-    message_id = svc.state.message_for_msgid(receipt.msgid)
+    outcome = DELIVERED if receipt.delivered else FAILED
+    message_id = svc.stores.messages.message_for_msgid(receipt.msgid)
     recipient = split_recipient_id(message_id) if message_id else None
     if recipient is not None:
-        if svc.batches.apply_receipt(*recipient, receipt.status, receipt.reason):
-            log.info("message %s %s (%s)", message_id, receipt.status, receipt.reason)
+        if svc.stores.campaigns.apply_receipt(*recipient, outcome, receipt.reason):
+            log.info("message %s %s (%s)", message_id, outcome, receipt.reason)
     elif message_id is None:
-        svc.state.keep_early_receipt(receipt.msgid, receipt.status, receipt.reason)
+        svc.stores.messages.keep_early_receipt(receipt.msgid, outcome, receipt.reason)
         log.info("receipt for unknown msgid %d kept for its send", receipt.msgid)
-    elif svc.state.record_receipt(message_id, receipt.status, receipt.reason):
-        log.info("message %s %s (%s)", message_id, receipt.status, receipt.reason)
+    elif svc.stores.messages.record_receipt(message_id, outcome, receipt.reason):
+        log.info("message %s %s (%s)", message_id, outcome, receipt.reason)
     return _text("success")

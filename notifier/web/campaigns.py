@@ -6,34 +6,38 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from notifier.web.context import services
+from notifier.web.context import web_context
 from notifier.web.messages import accept
 from notifier.web.problems import problem
-from notifier.web.schema import BatchSchema
+from notifier.web.schema import CampaignSchema
 from notifier.web.status import bearer_required
 
 bp = Blueprint("campaigns", __name__)
-_schema = BatchSchema()
+_schema = CampaignSchema()
 
 
 @bp.post("/v1/messages/batch")
 def create_batch() -> Response | tuple[Response, int]:
     """Accept a signed campaign; every chunk of it is on the broker before the 202 leaves."""
-    svc = services()
+    svc = web_context()
 
-    def answer(batch_id: str) -> dict[str, Any]:
-        return {"batch_id": batch_id, "count": svc.batches.count(batch_id) or 0, "status": "queued"}
+    def answer(campaign_id: str) -> dict[str, Any]:
+        return {
+            "batch_id": campaign_id,
+            "count": svc.stores.campaigns.count(campaign_id) or 0,
+            "status": "queued",
+        }
 
     return accept(svc.settings.max_batch_bytes, _schema, svc.admission.batch, answer)
 
 
-@bp.get("/v1/batches/<batch_id>")
+@bp.get("/v1/batches/<campaign_id>")
 @bearer_required
-def batch_status(batch_id: str) -> Response:
+def batch_status(campaign_id: str) -> Response:
     """Counts per status and a page of failed recipients (`?offset=&limit=`)."""
     offset = min(max(request.args.get("offset", 0, type=int) or 0, 0), 10**9)
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
-    summary = services().batches.summary(batch_id[:64], offset, limit)
+    summary = web_context().stores.campaigns.summary(campaign_id[:64], offset, limit)
     if summary is None:
-        return problem(404, f"no batch {batch_id[:64]!r} (unknown, or past its retention)")
+        return problem(404, f"no batch {campaign_id[:64]!r} (unknown, or past its retention)")
     return jsonify(summary)

@@ -1,4 +1,4 @@
-"""What the web views share, built once per app so views stay free of wiring."""
+"""What the web views share, built once per app by the factory so views stay free of wiring."""
 
 from __future__ import annotations
 
@@ -9,33 +9,24 @@ from flask import current_app
 from notifier.config import Settings
 from notifier.signature import Verifier
 from notifier.store.admission import Admission
-from notifier.store.campaigns import BatchStore
-from notifier.store.messages import MessageState
-from notifier.store.quota import QuotaGate
-from notifier.store.replay import Replayer
+from notifier.store.stores import Stores
 from notifier.web.auth import BearerTokens
-from notifier.wechat.receipts import CallbackVerifier, ReplayGuard
-from notifier.worker.campaigns import DeferredChunks
+from notifier.wechat.receipts import CallbackVerifier
 
 
 @dataclass(frozen=True)
-class WebServices:
-    """What the views use, built once per app."""
+class WebContext:
+    """The stores, and what only the web process needs: signatures, tokens, admission."""
 
     settings: Settings
+    stores: Stores
     verifier: Verifier
     admission: Admission
-    state: MessageState
     bearer: BearerTokens
-    replayer: Replayer
-    quota: QuotaGate | None
-    callback: CallbackVerifier | None
-    callback_guard: ReplayGuard
-    batches: BatchStore
-    deferred: DeferredChunks
+    callback: CallbackVerifier | None  # None without WECHAT_CALLBACK_TOKEN
 
 
-def services() -> WebServices:
-    """The services of the app handling the current request."""
-    found: WebServices = current_app.extensions["notifier"]
+def web_context() -> WebContext:
+    """The context of the app handling the current request."""
+    found: WebContext = current_app.extensions["notifier"]
     return found

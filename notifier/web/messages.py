@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from notifier.errors import BrokerUnavailable, SignatureError
 from notifier.signature import HEADERS
 from notifier.store.admission import Admitted, IdempotencyConflict
-from notifier.web.context import services
+from notifier.web.context import web_context
 from notifier.web.problems import problem
 from notifier.web.schema import MessageSchema, field_errors
 
@@ -27,7 +27,7 @@ _schema = MessageSchema()
 @bp.post("/v1/messages")
 def create_message() -> Response | tuple[Response, int]:
     """Accept one signed message; it is on the broker before the 202 leaves."""
-    svc = services()
+    svc = web_context()
     return accept(
         svc.settings.max_body_bytes,
         _schema,
@@ -43,7 +43,7 @@ def accept(
     answer: Callable[[str], dict[str, Any]],
 ) -> Response | tuple[Response, int]:
     """Signature, body, schema, then one atomic admission: the path every signed intake takes."""
-    svc = services()
+    svc = web_context()
     body = read_body(limit)
     try:
         webhook_id = svc.verifier.verify(_signing_headers(), body)

@@ -94,7 +94,7 @@ class _Recipient(Schema):
     data = _data_field(required=False)
 
 
-class BatchSchema(Schema):
+class CampaignSchema(Schema):
     """One template to many followers: shared data, merged under each recipient's own."""
 
     class Meta:

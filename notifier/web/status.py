@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from notifier.store.campaigns import split_recipient_id
-from notifier.web.context import services
+from notifier.web.context import web_context
 from notifier.web.problems import problem
 
 bp = Blueprint("status", __name__)
@@ -20,7 +20,7 @@ def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
 
     @wraps(view)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if not services().bearer.allows(request.headers.get("Authorization")):
+        if not web_context().bearer.allows(request.headers.get("Authorization")):
             return problem(
                 401,
                 "send Authorization: Bearer <token> with a token from API_TOKENS",
@@ -38,15 +38,15 @@ def message_status(message_id: str) -> Response:
     recipient = split_recipient_id(message_id)
     if recipient is not None:
         return _recipient_status(message_id, *recipient)
-    record = services().state.get(message_id) if len(message_id) <= 64 else None
+    record = web_context().stores.messages.get(message_id) if len(message_id) <= 64 else None
     if record is None:
         return problem(404, f"no message {message_id[:64]!r} (unknown, or past its retention)")
     return jsonify(record.as_dict())
 
 
-def _recipient_status(message_id: str, batch_id: str, index: int) -> Response:
+def _recipient_status(message_id: str, campaign_id: str, index: int) -> Response:
     """A campaign recipient: its latest outcome (campaigns keep no per-recipient history)."""
-    view = services().batches.recipient_view(batch_id, index)
+    view = web_context().stores.campaigns.recipient_view(campaign_id, index)
     if view is None:
         return problem(404, f"no message {message_id!r} (unknown, or past its retention)")
     return jsonify(view)

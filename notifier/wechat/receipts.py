@@ -7,18 +7,14 @@ import hashlib
 import hmac
 import os
 import struct
-import time
 from dataclasses import dataclass
 from xml.etree.ElementTree import Element
 
-import redis
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from notifier.config import Settings
 from notifier.errors import NotifierError
-from notifier.store.messages import DELIVERED, FAILED
 
 RECEIPT_EVENT = "TEMPLATESENDJOBFINISH"
 
@@ -32,7 +28,7 @@ class Receipt:
     """One TEMPLATESENDJOBFINISH event: WeChat's msgid and the outcome for the follower."""
 
     msgid: int
-    status: str  # DELIVERED or FAILED
+    delivered: bool  # else failed: the follower blocked us, or WeChat could not deliver
     reason: str  # WeChat's Status text, e.g. "success" or "failed:user block"
 
 
@@ -58,7 +54,7 @@ def receipt_from(fields: dict[str, str]) -> Receipt | None:
     except ValueError:
         raise CallbackError("receipt has no numeric MsgID") from None
     outcome = fields.get("Status", "").strip()
-    return Receipt(msgid, DELIVERED if outcome == "success" else FAILED, outcome or "unknown")
+    return Receipt(msgid, outcome == "success", outcome or "unknown")
 
 
 def sha1_signature(*parts: str) -> str:
@@ -73,17 +69,6 @@ class CallbackVerifier:
         self._token = token
         self._app_id = app_id
         self._key = base64.b64decode(encoding_aes_key + "=") if encoding_aes_key else None
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> CallbackVerifier | None:
-        """The verifier, or None when WECHAT_CALLBACK_TOKEN is not configured."""
-        if not settings.wechat_callback_token:
-            return None
-        return cls(
-            settings.wechat_callback_token,
-            settings.wechat_app_id,
-            settings.wechat_encoding_aes_key,
-        )
 
     def check(self, signature: str, timestamp: str, nonce: str, *extra: str) -> None:
         """Verify `signature` (or `msg_signature`, with the Encrypt text as `extra`).
@@ -128,31 +113,3 @@ class CallbackVerifier:
         plain += bytes([pad]) * pad
         encryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16])).encryptor()
         return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
-
-
-class ReplayGuard:
-    """Refuses stale callbacks and absorbs repeated ones, so a captured URL cannot be replayed.
-
-    WeChat signs only the token, timestamp and nonce in plain mode, not the body:
-    without this, one logged callback URL would let anyone post receipts for ever.
-    """
-
-    def __init__(self, client: redis.Redis, window: int = 300, prefix: str = "notifier") -> None:
-        self._redis = client
-        self._window = window
-        self._prefix = prefix
-
-    def fresh(self, timestamp: str, nonce: str, now: float | None = None) -> bool:
-        """True the first time a (timestamp, nonce) within the window is seen.
-
-        Raises:
-            CallbackError: the timestamp is not a number or is outside the window.
-        """
-        if not timestamp.isdigit() or len(timestamp) > 12:
-            raise CallbackError("callback timestamp is not a Unix time")
-        current = time.time() if now is None else now
-        if abs(current - int(timestamp)) > self._window:
-            raise CallbackError("callback timestamp is more than 5 minutes from now")
-        digest = hashlib.sha256(f"{timestamp}|{nonce}".encode()).hexdigest()[:32]
-        key = f"{self._prefix}:callback-nonce:{digest}"
-        return bool(self._redis.set(key, "1", nx=True, ex=2 * self._window))

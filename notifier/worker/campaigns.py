@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from typing import Any
 
-import redis
-
-from notifier.broker.envelopes import task_message
-from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_TASK
-from notifier.errors import DailyQuotaError, PermanentError, TokenError, TransientError
-from notifier.store.campaigns import BatchStore, Outcome, Settled, chunks_key, recipient_id
+from notifier.errors import DailyQuotaError, PermanentError, TransientError
+from notifier.store.campaigns import CampaignStore, Outcome, Settled, recipient_id
+from notifier.store.deferred import DeferredChunks
 from notifier.store.quota import QuotaGate
 from notifier.store.ratelimit import RateLimiter
 from notifier.store.tokens import TokenStore
-from notifier.store.unfinished import (
-    PUSH_LIMITS,
-    PUSH_LUA,
-    chunk_envelope,
-    chunk_member,
-    queue_keys,
-)
 from notifier.wechat.client import WeChatClient
+from notifier.worker.sender import send_with_fresh_token
 
 log = logging.getLogger(__name__)
 
@@ -44,94 +34,21 @@ HEARTBEAT = 10.0
 Recipient = list[Any]  # [index, touser, own data or None]
 
 
-class DeferredChunks:
-    """Campaign chunks held back by the daily quota, queued again when it resets.
-
-    A chunk waits here as its reference (its recipients stay in the campaign's chunk
-    hash); a chunk parked before tasks carried references waits whole.
-    """
-
-    def __init__(self, connection: redis.Redis) -> None:
-        self._redis = connection
-        self.key = "notifier:deferred-chunks"
-        self._release = connection.register_script(_RELEASE)
-
-    def park(self, chunk: dict[str, Any]) -> None:
-        """Keep a chunk's reference (or a whole chunk) until the pause ends."""
-        self._redis.rpush(self.key, json.dumps(chunk))
-
-    def count(self) -> int:
-        """Chunks waiting."""
-        return int(self._redis.llen(self.key))
-
-    def release(self) -> int:
-        """Queue every parked chunk again, each moved in one atomic step.
-
-        Returns how many recipients the chunks queued again hold.
-        """
-        recipients = 0
-        # Left by the release of an older version that died between moving and publishing.
-        while self._redis.lmove(f"{self.key}:moving", self.key, "RIGHT", "LEFT") is not None:
-            pass
-        # Only what is parked now: a chunk deferred again during the release (the quota
-        # ran out at once) waits for the next one instead of circling here.
-        budget = self.count()
-        while budget > 0 and (raws := self._redis.lrange(self.key, 0, min(budget, 100) - 1)):
-            budget -= len(raws)
-            now = round(time.time(), 3)
-            args: list[Any] = [now, *PUSH_LIMITS]
-            sizes = self._redis.pipeline(transaction=False)
-            for raw in raws:
-                chunk = json.loads(raw)
-                if "recipients" in chunk:  # parked whole: queued whole and untracked, as before
-                    member, envelope = "", task_message(CHUNK_TASK, [chunk], CAMPAIGNS_QUEUE)
-                    recipients += len(chunk["recipients"])
-                else:
-                    member = chunk_member(chunk["batch"], chunk["chunk"])
-                    envelope = chunk_envelope(chunk["batch"], chunk["chunk"], now)
-                    sizes.hget(chunks_key("notifier", chunk["batch"]), str(chunk["chunk"]))
-                args += [raw, envelope, member]
-            recipients += sum(len(json.loads(c)["recipients"]) for c in sizes.execute() if c)
-            moved = int(self._release(keys=[self.key, *queue_keys(CAMPAIGNS_QUEUE)], args=args))
-            if moved < len(raws):
-                break  # another release took the rest
-        return recipients
-
-
-# Moves parked chunks to the queue: each leaves the list only as its task is pushed, so
-# two releases at once queue a chunk once. ARGV: now, the push limits, then per chunk
-# its parked text, its envelope and its task id ('' for a whole chunk: not tracked).
-_RELEASE = (
-    PUSH_LUA
-    + """
-local moved = 0
-for i = 4, #ARGV, 3 do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1], tonumber(ARGV[2]),
-         ARGV[3])
-    moved = moved + 1
-  end
-end
-return moved
-"""
-)
-
-
-class BulkSender:
+class CampaignSender:
     """Sends the recipients of a chunk one by one and returns those to try again."""
 
     def __init__(
         self,
         client: WeChatClient,
         tokens: TokenStore,
-        batches: BatchStore,
+        campaigns: CampaignStore,
         quota: QuotaGate,
         deferred: DeferredChunks,
         limiter: RateLimiter | None = None,
     ) -> None:
         self._client = client
         self._tokens = tokens
-        self._batches = batches
+        self._campaigns = campaigns
         self._quota = quota
         self._deferred = deferred
         self._limiter = limiter
@@ -145,11 +62,11 @@ class BulkSender:
         """
         if "recipients" in task_arg:
             return task_arg
-        stored = self._batches.chunk(task_arg["batch"], task_arg["chunk"])
+        stored = self._campaigns.chunk(task_arg["batch"], task_arg["chunk"])
         if stored is None:
             log.info("chunk %s.%s has finished already", task_arg["batch"], task_arg["chunk"])
             return None
-        self._batches.seen(task_arg["batch"], task_arg["chunk"], time.time())
+        self._campaigns.seen(task_arg["batch"], task_arg["chunk"], time.time())
         return {**stored, "chunk": task_arg["chunk"]}
 
     def deliver(self, chunk: dict[str, Any], attempt: int, last_attempt: bool) -> list[Recipient]:
@@ -157,11 +74,11 @@ class BulkSender:
 
         A chunk with none to retry has finished and leaves the unfinished set.
         """
-        batch_id = chunk["batch"]
-        if not self._batch_ready(batch_id):
+        campaign_id = chunk["batch"]
+        if not self._batch_ready(campaign_id):
             self._finish(chunk)
             return []
-        done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
+        done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
         todo = [r for r in chunk["recipients"] if r[0] not in done]
         if self._quota.paused() is not None:
             self._defer(chunk, todo, attempt)
@@ -215,31 +132,31 @@ class BulkSender:
         For when the chunk as a whole cannot go on (the token API refuses the account, a
         bug): each recipient still ends in a state an operator can see.
         """
-        batch_id = chunk["batch"]
-        done = self._batches.final_indexes(batch_id, (r[0] for r in chunk["recipients"]))
+        campaign_id = chunk["batch"]
+        done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
         rest = [r for r in chunk["recipients"] if r[0] not in done]
         outcome = Outcome(status, attempt + 1, None, errcode)
         settled = [Settled(index, outcome, touser, errmsg) for index, touser, _ in rest]
-        self._batches.record_many(batch_id, settled)
+        self._campaigns.record_many(campaign_id, settled)
         self._finish(chunk)
-        log.error("batch %s: %d recipients %s: errcode %d %s", batch_id, len(rest), status,
+        log.error("batch %s: %d recipients %s: errcode %d %s", campaign_id, len(rest), status,
                   errcode, errmsg)  # fmt: skip
         return len(rest)
 
     def _record(self, chunk: dict[str, Any], settled: list[Settled]) -> None:
         """Write the outcomes gathered so far, mark the chunk seen, and start gathering anew."""
-        self._batches.record_many(chunk["batch"], settled, chunk.get("chunk"), time.time())
+        self._campaigns.record_many(chunk["batch"], settled, chunk.get("chunk"), time.time())
         settled.clear()
 
     def _finish(self, chunk: dict[str, Any], keep: bool = False) -> None:
         """Take a chunk out of the unfinished set (one queued whole was never in it)."""
         if "chunk" in chunk:
-            self._batches.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
+            self._campaigns.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
 
-    def _batch_ready(self, batch_id: str) -> bool:
+    def _batch_ready(self, campaign_id: str) -> bool:
         """A chunk whose batch record is gone (past its retention) has nobody to report to."""
-        if self._batches.state(batch_id) is None:
-            log.warning("batch %s is unknown or expired; dropping its chunk", batch_id)
+        if self._campaigns.state(campaign_id) is None:
+            log.warning("batch %s is unknown or expired; dropping its chunk", campaign_id)
             return False
         return True
 
@@ -257,16 +174,11 @@ class BulkSender:
         return body
 
     def _send(self, token: str, body: dict[str, Any]) -> tuple[str, int]:
-        self._permit()
-        try:
-            return token, self._client.send_template(token, body)
-        except TokenError:
-            token = self._tokens.replace(token)
-        self._permit()
-        try:
-            return token, self._client.send_template(token, body)
-        except TokenError as exc:
-            raise TransientError(exc.errcode, exc.errmsg) from None
+        def call(token: str) -> int:
+            self._permit()
+            return self._client.send_template(token, body)
+
+        return send_with_fresh_token(self._tokens, token, call)
 
     def _permit(self) -> None:
         if self._limiter is None:
@@ -283,7 +195,7 @@ class BulkSender:
             self._finish(chunk)
             return
         outcome = Outcome("deferred", attempt, None, 45009)
-        self._batches.record_many(chunk["batch"], [Settled(r[0], outcome) for r in todo])
+        self._campaigns.record_many(chunk["batch"], [Settled(r[0], outcome) for r in todo])
         if "chunk" in chunk:
             # Its recipients stay stored; the reference waits, out of the unfinished set
             # (left first, so a release that queues it at once tracks it again).

@@ -1,41 +1,35 @@
-"""The worker process's collaborators, built once per process from the settings."""
+"""What the worker's tasks work with, built once per process from the settings."""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
 
-import redis
-
 from notifier.config import Settings, current
-from notifier.store.campaigns import BatchStore
-from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
 from notifier.store.ratelimit import RateLimiter
-from notifier.store.replay import Replayer
+from notifier.store.stores import Stores, open_stores
 from notifier.store.tokens import TokenStore
 from notifier.wechat.client import Credentials, WeChatClient
-from notifier.worker.campaigns import BulkSender, DeferredChunks
+from notifier.worker.campaigns import CampaignSender
 from notifier.worker.reconciler import MARGIN, Reconciler
 from notifier.worker.sender import Sender
 
 
 @dataclass(frozen=True)
-class Services:
-    """What the tasks work with."""
+class WorkerContext:
+    """The stores, and the senders, token store and reconciler built on them."""
 
+    stores: Stores
+    quota: QuotaGate  # a worker always has WECHAT_APP_ID
     sender: Sender
-    bulk: BulkSender
+    campaigns: CampaignSender
     tokens: TokenStore
-    quota: QuotaGate
-    replayer: Replayer
-    deferred: DeferredChunks
-    state: MessageState
     reconciler: Reconciler
 
 
 @functools.cache
-def services() -> Services:
+def worker_context() -> WorkerContext:
     """Build the per-process clients lazily, after the pool has forked."""
     settings: Settings = current().require_worker()
     client = WeChatClient(
@@ -50,11 +44,9 @@ def services() -> Services:
             proxies=settings.wechat_proxies,
         )
     )
-    connection = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-    )
+    stores = open_stores(settings)
+    connection = stores.connection
     tokens = TokenStore(connection, client)
-    state = MessageState(connection, retention=settings.status_retention)
     quota = QuotaGate(connection, settings.wechat_app_id)
     # Long enough for a send, a token refresh and a resend; shorter than the
     # visibility timeout, so a crashed sender's claim is gone before redelivery.
@@ -67,16 +59,14 @@ def services() -> Services:
         if settings.wechat_send_rate
         else None
     )
-    deferred = DeferredChunks(connection)
-    batches = BatchStore(connection, retention=settings.status_retention)
-    return Services(
-        sender=Sender(client, tokens, state, quota, claim_seconds=claim, limiter=limiter),
-        bulk=BulkSender(client, tokens, batches, quota, deferred, limiter=limiter),
-        tokens=tokens,
+    return WorkerContext(
+        stores=stores,
         quota=quota,
-        replayer=Replayer(state),
-        deferred=deferred,
-        state=state,
+        sender=Sender(client, tokens, stores.messages, quota, claim_seconds=claim, limiter=limiter),
+        campaigns=CampaignSender(
+            client, tokens, stores.campaigns, quota, stores.deferred, limiter=limiter
+        ),
+        tokens=tokens,
         reconciler=Reconciler(
             connection,
             stale_after=settings.visibility_timeout + MARGIN,

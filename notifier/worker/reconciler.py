@@ -22,7 +22,7 @@ import redis
 
 from notifier.broker.envelopes import queued_at
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
-from notifier.store.campaigns import batch_key, chunks_key
+from notifier.store.campaigns import campaign_key, chunks_key
 from notifier.store.messages import DEFAULT_RETENTION, history_key, message_key
 from notifier.store.replies import text
 from notifier.store.unfinished import (
@@ -158,9 +158,9 @@ class Reconciler:
         chunk = split_chunk_member(member)
         if chunk is None:  # not a chunk's id: dropped as gone
             return [f"{self._prefix}:none"] * 3, [member, "c", "", ""]
-        batch_id, number = chunk
-        keys = [chunks_key(self._prefix, batch_id), batch_key(self._prefix, batch_id)] * 2
-        return keys[:3], [member, "c", str(number), chunk_envelope(batch_id, number, now)]
+        campaign_id, number = chunk
+        keys = [chunks_key(self._prefix, campaign_id), campaign_key(self._prefix, campaign_id)] * 2
+        return keys[:3], [member, "c", str(number), chunk_envelope(campaign_id, number, now)]
 
     def _entry(self, now: float) -> str:
         detail = f"queued again: not seen for {self._stale_after:.0f} s"

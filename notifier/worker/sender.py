@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from notifier.errors import (
@@ -27,6 +28,25 @@ WECHAT_FIELDS = ("touser", "template_id", "data", "url", "miniprogram", "client_
 def wechat_body(payload: dict[str, Any]) -> dict[str, Any]:
     """The template/send body for a task payload: everything but our own bookkeeping."""
     return {key: payload[key] for key in WECHAT_FIELDS if key in payload}
+
+
+def send_with_fresh_token(
+    tokens: TokenStore, token: str, send: Callable[[str], int]
+) -> tuple[str, int]:
+    """Send with `token`; if WeChat rejects it, refresh it once and send once more.
+
+    Returns the token that worked and WeChat's msgid. A fresh token refused too is a
+    transient error: back off rather than loop on refreshes.
+    """
+    try:
+        return token, send(token)
+    except TokenError as exc:
+        log.info("access token rejected (errcode %d); refreshing once", exc.errcode)
+    token = tokens.replace(token)
+    try:
+        return token, send(token)
+    except TokenError as exc:
+        raise TransientError(exc.errcode, exc.errmsg) from None
 
 
 class AlreadyClaimed(Exception):
@@ -118,17 +138,10 @@ class Sender:
         return msgid
 
     def _send(self, body: dict[str, Any]) -> int:
-        token = self._tokens.current()
-        try:
-            return self._call(token, body)
-        except TokenError as exc:
-            log.info("access token rejected (errcode %d); refreshing once", exc.errcode)
-        token = self._tokens.replace(token)
-        try:
-            return self._call(token, body)
-        except TokenError as exc:
-            # A fresh token was refused too: back off rather than loop on refreshes.
-            raise TransientError(exc.errcode, exc.errmsg) from None
+        _, msgid = send_with_fresh_token(
+            self._tokens, self._tokens.current(), lambda token: self._call(token, body)
+        )
+        return msgid
 
     def _call(self, token: str, body: dict[str, Any]) -> int:
         if self._limiter is not None:

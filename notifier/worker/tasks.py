@@ -21,7 +21,7 @@ from notifier.errors import (
     TransientError,
 )
 from notifier.store.messages import FINAL
-from notifier.worker.context import services
+from notifier.worker.context import worker_context
 from notifier.worker.sender import AlreadyClaimed
 
 
@@ -44,7 +44,7 @@ class RecordingTask(Task):  # type: ignore[misc]
 
     def record_dead(self, payload: dict[str, Any], errmsg: str) -> None:
         """Record one message dead unless it already reached a final state."""
-        state = services().state
+        state = worker_context().stores.messages
         if state.status(payload["id"]) not in FINAL:
             # An id-only payload leaves the record's own payload in place.
             state.record_dead(payload["id"], UNEXPECTED_ERRCODE, errmsg, payload)
@@ -75,7 +75,7 @@ MINUTE_QUOTA_DELAY = 60
 )
 def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     """Send one template message; transient failures come back through autoretry."""
-    sender = services().sender
+    sender = worker_context().sender
     last_attempt = self.request.retries >= self.max_retries
     try:
         return sender.deliver(payload, last_attempt=last_attempt)
@@ -97,21 +97,16 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
 @shared_task(name="notifier.refresh_token", ignore_result=True, acks_late=True)
 def refresh_token() -> None:
     """Keep the access token ahead of its expiry (run by beat every 100 minutes)."""
-    services().tokens.refresh()
+    worker_context().tokens.refresh()
 
 
 @shared_task(name="notifier.resume_deferred", ignore_result=True)
 def resume_deferred() -> int:
     """Queue deferred messages again once the daily-quota pause is over (beat, every minute)."""
-    svc = services()
+    svc = worker_context()
     if svc.quota.paused() is not None:
         return 0
-    index = svc.state.deferred_index
-    resumed = 0
-    if svc.state.count(index):
-        resumed += svc.replayer.replay_all(index, reason="resumed after the quota pause")
-    if svc.deferred.count():
-        resumed += svc.deferred.release()
+    resumed = svc.stores.replayer.resume_deferred("resumed after the quota pause")
     if resumed:
         log.warning("daily quota reset: %d deferred messages queued again", resumed)
     return resumed
@@ -121,10 +116,10 @@ class ChunkTask(RecordingTask):
     """Settles a chunk's unfinished recipients as `dead` when the chunk fails unexpectedly."""
 
     def record_dead(self, payload: dict[str, Any], errmsg: str) -> None:
-        bulk = services().bulk
-        chunk = bulk.resolve(payload)
+        campaigns = worker_context().campaigns
+        chunk = campaigns.resolve(payload)
         if chunk is not None:
-            bulk.settle(chunk, "dead", UNEXPECTED_ERRCODE, errmsg, self.request.retries)
+            campaigns.settle(chunk, "dead", UNEXPECTED_ERRCODE, errmsg, self.request.retries)
 
 
 @shared_task(
@@ -139,18 +134,18 @@ class ChunkTask(RecordingTask):
 def send_chunk(self: Task, ref: dict[str, Any]) -> int:
     """Send a campaign chunk; retry only its recipients that failed transiently."""
     retries = self.request.retries
-    bulk = services().bulk
-    chunk = bulk.resolve(ref)
+    campaigns = worker_context().campaigns
+    chunk = campaigns.resolve(ref)
     if chunk is None:
         return 0  # finished already: this was a second copy
     try:
-        again = bulk.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
+        again = campaigns.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
     except PermanentError as exc:
         # The account cannot send at all (bad secret, IP not whitelisted): say so for each.
-        bulk.settle(chunk, "failed", exc.errcode, exc.errmsg, retries)
+        campaigns.settle(chunk, "failed", exc.errcode, exc.errmsg, retries)
         raise
     except TransientError as exc:
-        bulk.settle(chunk, "dead", exc.errcode, exc.errmsg, retries)
+        campaigns.settle(chunk, "dead", exc.errcode, exc.errmsg, retries)
         raise RetriesExhausted(exc.errcode, exc.errmsg) from None
     except redis.RedisError as exc:
         # Lost Redis mid-chunk: recipients already final are skipped on the next run. A
@@ -168,4 +163,4 @@ def send_chunk(self: Task, ref: dict[str, Any]) -> int:
 @shared_task(name="notifier.reconcile", ignore_result=True)
 def reconcile() -> dict[str, int]:
     """Queue again accepted work that neither a queue nor a worker holds (beat, every 10 s)."""
-    return services().reconciler.run()
+    return worker_context().reconciler.run()

@@ -18,7 +18,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(tmp_path_factory.mktemp("campaigns"), API_TOKENS=TOKEN)
     try:
         running.start()
-        running.start_worker("bulk", queue="notifier.campaigns")
+        running.start_worker("campaigns", queue="notifier.campaigns")
         yield running
     finally:
         running.stop()
@@ -28,9 +28,9 @@ def post_batch(stack: Stack, batch: dict[str, Any]) -> requests.Response:
     return stack.client().post_batch(batch)
 
 
-def batch_status(stack: Stack, batch_id: str) -> dict[str, Any]:
+def batch_status(stack: Stack, campaign_id: str) -> dict[str, Any]:
     response = requests.get(
-        f"{stack.web}/v1/batches/{batch_id}",
+        f"{stack.web}/v1/batches/{campaign_id}",
         headers={"Authorization": f"Bearer {TOKEN}"},
         timeout=5,
     )
@@ -52,21 +52,24 @@ def test_a_campaign_reaches_every_recipient_once_with_outcomes(stack: Stack) -> 
     response = post_batch(stack, batch)
     assert response.status_code == 202, response.text
     answer = response.json()
-    batch_id = answer["batch_id"]
+    campaign_id = answer["batch_id"]
     assert answer["count"] == 250
     wait_for(
-        lambda: batch_status(stack, batch_id)["counts"]["queued"] == 0, 60, "the batch to drain"
+        lambda: batch_status(stack, campaign_id)["counts"]["queued"] == 0, 60, "the batch to drain"
     )
-    summary = batch_status(stack, batch_id)
+    summary = batch_status(stack, campaign_id)
     assert summary["counts"]["sent"] == 248
     assert summary["counts"]["failed"] == 2
-    assert {f["id"] for f in summary["failures"]["items"]} == {f"{batch_id}-7", f"{batch_id}-123"}
-    delivered = [m for m in stack.delivered() if m["client_msg_id"].startswith(batch_id)]
+    assert {f["id"] for f in summary["failures"]["items"]} == {
+        f"{campaign_id}-7",
+        f"{campaign_id}-123",
+    }
+    delivered = [m for m in stack.delivered() if m["client_msg_id"].startswith(campaign_id)]
     ids = [m["client_msg_id"] for m in delivered]
     assert len(ids) == len(set(ids)) == 248
-    sample = next(m for m in delivered if m["client_msg_id"] == f"{batch_id}-42")
+    sample = next(m for m in delivered if m["client_msg_id"] == f"{campaign_id}-42")
     assert sample["data"] == {"thing1": {"value": "Sale"}, "name": {"value": "n42"}}
-    one = requests.get(f"{stack.web}/v1/messages/{batch_id}-42",
+    one = requests.get(f"{stack.web}/v1/messages/{campaign_id}-42",
                        headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()  # fmt: skip
     assert one["status"] == "sent" and one["msgid"]
 
@@ -79,17 +82,19 @@ def test_a_chunk_retries_only_its_failures(stack: Stack) -> None:
     response = post_batch(
         stack, {"template_id": "TPL_RETRY", "recipients": recipients(60, "Retry")}
     )
-    batch_id = response.json()["batch_id"]
-    wait_for(lambda: batch_status(stack, batch_id)["counts"]["sent"] == 60, 60, "all 60 sent")
+    campaign_id = response.json()["batch_id"]
+    wait_for(lambda: batch_status(stack, campaign_id)["counts"]["sent"] == 60, 60, "all 60 sent")
     after = stack.fake("GET", "/_fake/stats")
     # 60 deliveries and 10 faults: nothing already sent was sent again.
     assert after["send_calls"] - before["send_calls"] == 70
-    ids = [m["client_msg_id"] for m in stack.delivered() if m["client_msg_id"].startswith(batch_id)]
+    ids = [
+        m["client_msg_id"] for m in stack.delivered() if m["client_msg_id"].startswith(campaign_id)
+    ]
     assert len(ids) == len(set(ids)) == 60
 
 
 def test_a_single_message_is_not_held_up_by_a_draining_campaign(stack: Stack) -> None:
-    stack.processes["bulk"].stop()  # the campaign queue fills up with nobody draining it
+    stack.processes["campaigns"].stop()  # the campaign queue fills up with nobody draining it
     try:
         response = post_batch(
             stack, {"template_id": "TPL_BIG", "recipients": recipients(3000, "Big")}
@@ -103,7 +108,7 @@ def test_a_single_message_is_not_held_up_by_a_draining_campaign(stack: Stack) ->
         assert client.llen("notifier.campaigns") == chunks >= 30
         client.close()
     finally:
-        stack.start_worker("bulk", queue="notifier.campaigns")
+        stack.start_worker("campaigns", queue="notifier.campaigns")
 
 
 def test_a_bad_recipient_is_named_by_index_and_nothing_is_queued(stack: Stack) -> None:

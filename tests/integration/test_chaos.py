@@ -119,25 +119,25 @@ def test_a_campaign_worker_killed_mid_chunk_loses_and_duplicates_nothing(stack: 
     # Slow sends keep both chunks part-way through when the worker dies; its last
     # sends are not yet recorded, so the chunks come back and resend them.
     stack.fake("POST", "/_fake/faults", {"delay_ms": 150, "times": 60})
-    bulk = stack.start_worker("bulk", queue="notifier.campaigns")
+    campaigns = stack.start_worker("campaigns", queue="notifier.campaigns")
     people = [{"touser": f"oChaosBulk{i:05d}"} for i in range(200)]
     response = stack.client().post_batch(
         {"template_id": "TPL_KILL", "data": {"thing1": {"value": "x"}}, "recipients": people}
     )
     assert response.status_code == 202, response.text
-    batch_id = response.json()["batch_id"]
-    ids = [f"{batch_id}-{i}" for i in range(200)]
+    campaign_id = response.json()["batch_id"]
+    ids = [f"{campaign_id}-{i}" for i in range(200)]
     wait_for(lambda: sum(stack.deliveries_of(ids).values()) >= 30, 30, "part of it sent")
-    bulk.stop(kill=True)
+    campaigns.stop(kill=True)
     assert sum(stack.deliveries_of(ids).values()) < len(ids), "the campaign finished too soon"
-    stack.start_worker("bulk", queue="notifier.campaigns")
+    stack.start_worker("campaigns", queue="notifier.campaigns")
     try:
         counts = stack.wait_delivered(ids, timeout=120)
         assert set(counts.values()) == {1}, {i: n for i, n in counts.items() if n != 1}
-        batch = f"notifier:batch:{batch_id}"
+        batch = f"notifier:batch:{campaign_id}"
         wait_for(lambda: stack.field(batch, "n:sent") == str(len(ids)), 30, "outcomes recorded")
     finally:
-        stack.processes["bulk"].stop()
+        stack.processes["campaigns"].stop()
 
 
 def test_a_message_that_never_gets_through_ends_dead_after_its_retry_budget(stack: Stack) -> None:

@@ -84,7 +84,7 @@ def test_flower_shows_the_queues_and_their_lengths(stack: Stack) -> None:
     flower = f"http://127.0.0.1:{port}"
     # Flower lists the queues of the workers it has seen, gone or not: a campaign worker
     # runs while Flower starts, then stops, so its queue fills with nobody taking from it.
-    bulk = stack.start_worker("bulk", CAMPAIGNS_QUEUE)
+    campaigns = stack.start_worker("campaigns", CAMPAIGNS_QUEUE)
     process: Process = stack.spawn("flower", flower_command(port), FLOWER_BASIC_AUTH=":".join(AUTH))
 
     def answers() -> Any:
@@ -95,7 +95,7 @@ def test_flower_shows_the_queues_and_their_lengths(stack: Stack) -> None:
     wait_for(answers, what="Flower to answer")
     wait_for(lambda: {MESSAGES_QUEUE, CAMPAIGNS_QUEUE} <= set(_lengths(flower)),
              what="Flower to list both queues")  # fmt: skip
-    bulk.stop()
+    campaigns.stop()
     _publish_chunks(stack, 3)
 
     expected = {MESSAGES_QUEUE: 0, CAMPAIGNS_QUEUE: 3}

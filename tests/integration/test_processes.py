@@ -41,7 +41,7 @@ def test_compose_runs_the_procfile_commands_against_persistent_redis() -> None:
 
 
 @pytest.mark.parametrize(
-    ("process", "queue"), [("worker", MESSAGES_QUEUE), ("bulk", CAMPAIGNS_QUEUE)]
+    ("process", "queue"), [("worker", MESSAGES_QUEUE), ("campaigns", CAMPAIGNS_QUEUE)]
 )
 def test_the_dev_stack_bench_and_tests_run_each_queue_on_the_procfiles_pool(
     process: str, queue: str
@@ -66,7 +66,7 @@ def test_beat_refreshes_the_token_every_6000_seconds() -> None:
 def test_the_procfile_processes_deliver_a_message(stack: Stack) -> None:
     web_port, flower_port = free_port(), free_port()
     env = stack.env(PORT=str(web_port), FLOWER_PORT=str(flower_port), WORKER_CONCURRENCY="4",
-                    BULK_CONCURRENCY="8", WEB_CONCURRENCY="1", PATH=f"{BIN}:{os.environ['PATH']}")  # fmt: skip
+                    CAMPAIGN_CONCURRENCY="8", WEB_CONCURRENCY="1", PATH=f"{BIN}:{os.environ['PATH']}")  # fmt: skip
     children = {
         name: subprocess.Popen(["sh", "-c", command], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -86,11 +86,11 @@ def test_the_procfile_processes_deliver_a_message(stack: Stack) -> None:
         assert response.status_code == 202
         message_id = response.json()["id"]
         assert stack.wait_delivered([message_id]) == {message_id: 1}
-        # No bulk worker runs in the module stack: only the Procfile's (gevent) one can send this.
+        # No campaign worker runs in the module stack: only the Procfile's (gevent) one can send this.
         people = [{"touser": f"oProcfileBulk{i:03d}"} for i in range(30)]
         batch = {"template_id": "TPL_PROC", "data": {"k": {"value": "v"}}, "recipients": people}
-        batch_id = NotifierClient(web, stack.secret).post_batch(batch).json()["batch_id"]
-        ids = [f"{batch_id}-{i}" for i in range(30)]
+        campaign_id = NotifierClient(web, stack.secret).post_batch(batch).json()["batch_id"]
+        ids = [f"{campaign_id}-{i}" for i in range(30)]
         assert set(stack.wait_delivered(ids).values()) == {1}
         assert all(child.poll() is None for child in children.values())
     finally:

@@ -1,0 +1,38 @@
+"""Callback nonces seen recently, so one captured callback URL cannot be posted again."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import redis
+
+from notifier.wechat.receipts import CallbackError
+
+
+class ReplayGuard:
+    """Refuses stale callbacks and absorbs repeated ones, so a captured URL cannot be replayed.
+
+    WeChat signs only the token, timestamp and nonce in plain mode, not the body:
+    without this, one logged callback URL would let anyone post receipts for ever.
+    """
+
+    def __init__(self, client: redis.Redis, window: int = 300, prefix: str = "notifier") -> None:
+        self._redis = client
+        self._window = window
+        self._prefix = prefix
+
+    def fresh(self, timestamp: str, nonce: str, now: float | None = None) -> bool:
+        """True the first time a (timestamp, nonce) within the window is seen.
+
+        Raises:
+            CallbackError: the timestamp is not a number or is outside the window.
+        """
+        if not timestamp.isdigit() or len(timestamp) > 12:
+            raise CallbackError("callback timestamp is not a Unix time")
+        current = time.time() if now is None else now
+        if abs(current - int(timestamp)) > self._window:
+            raise CallbackError("callback timestamp is more than 5 minutes from now")
+        digest = hashlib.sha256(f"{timestamp}|{nonce}".encode()).hexdigest()[:32]
+        key = f"{self._prefix}:callback-nonce:{digest}"
+        return bool(self._redis.set(key, "1", nx=True, ex=2 * self._window))

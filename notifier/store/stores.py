@@ -1,0 +1,50 @@
+"""The stores every process works with, built in one place so web, worker and CLI agree."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from notifier.config import Settings
+from notifier.store.campaigns import CampaignStore
+from notifier.store.deferred import DeferredChunks
+from notifier.store.messages import MessageState
+from notifier.store.nonces import ReplayGuard
+from notifier.store.quota import QuotaGate
+from notifier.store.replay import Replayer
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Redis and the records kept in it; `quota` is None without WECHAT_APP_ID."""
+
+    connection: redis.Redis
+    messages: MessageState
+    campaigns: CampaignStore
+    deferred: DeferredChunks
+    replayer: Replayer
+    quota: QuotaGate | None
+    callback_nonces: ReplayGuard
+
+
+def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
+    """Connect to REDIS_URL (lazily: nothing is sent yet) and build the stores on it."""
+    connection = redis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=socket_timeout,
+        health_check_interval=10,
+    )
+    messages = MessageState(connection, retention=settings.status_retention)
+    deferred = DeferredChunks(connection)
+    quota = QuotaGate(connection, settings.wechat_app_id) if settings.wechat_app_id else None
+    return Stores(
+        connection=connection,
+        messages=messages,
+        campaigns=CampaignStore(connection, retention=settings.status_retention),
+        deferred=deferred,
+        replayer=Replayer(messages, deferred),
+        quota=quota,
+        callback_nonces=ReplayGuard(connection),
+    )
