@@ -14,11 +14,26 @@ from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined
 
 from notifier.errors import ConfigError, SignatureError
 from notifier.signature import secret_key
-from notifier.store.ratelimit import RATE, parse_rate
 
 _TOKEN_APIS = ("stable", "classic")
 # notifier's own Redis transport (notifier/broker/transport.py), or kombu's stock one.
 _BROKER_TRANSPORTS = ("fast", "kombu")
+
+# A rate as Celery writes one too: a number of sends per second, minute or hour.
+RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(text: str) -> float:
+    """Turn '500/s', '3000/m' or '100000/h' into sends per second.
+
+    Raises:
+        ValueError: the text is not of that form, or the rate is not positive.
+    """
+    match = RATE.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"not a rate like 500/s: {text!r}")
+    return float(match.group(1)) / _PER[match.group(2)]
 
 
 @dataclass(frozen=True)
@@ -236,3 +251,17 @@ def current() -> Settings:
         return load_settings()
     except ConfigError as exc:
         exit_on(exc)
+
+
+def env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    """`${NAME:-default}` as a whole number: unset or empty means the default."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value

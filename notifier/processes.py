@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
+from notifier.config import env_int
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS gthread threads.
 WEB_WORKERS = 2
@@ -82,20 +83,6 @@ WORKERS = {kind.queue: kind for kind in (MESSAGE_WORKER, CAMPAIGN_WORKER)}
 def worker_pool(queue: str) -> list[str]:
     """The pool flags the Procfile gives a queue's workers (concurrency aside)."""
     return WORKERS[queue].pool_flags()
-
-
-def env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    """`${NAME:-default}` as a whole number: unset or empty means the default."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 def instance_node_name(process: str) -> str:

@@ -6,7 +6,6 @@ fast; this bucket is per WeChat account, whatever the number of workers.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -36,22 +35,6 @@ local wait = 0
 if granted == 0 then wait = (reserve + 1 - tokens) / rate end
 return {granted, tostring(wait)}
 """
-
-# A rate as Celery writes one too: a number of sends per second, minute or hour.
-RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> float:
-    """Turn '500/s', '3000/m' or '100000/h' into sends per second.
-
-    Raises:
-        ValueError: the text is not of that form, or the rate is not positive.
-    """
-    match = RATE.match(text.strip())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a rate like 500/s: {text!r}")
-    return float(match.group(1)) / _PER[match.group(2)]
 
 
 class RateLimiter:

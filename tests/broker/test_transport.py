@@ -559,7 +559,7 @@ def test_a_unix_socket_url_reaches_redis_over_its_socket(tmp_path: Path, choice:
 def test_every_transport_option_celeryconfig_gives_is_one_kombus_transport_takes() -> None:
     """So BROKER_TRANSPORT=kombu runs with the same settings (and the same one list a queue)."""
     code = "import json, celeryconfig; print(json.dumps(celeryconfig.broker_transport_options))"
-    root = Path(__file__).parents[1]
+    root = Path(__file__).parents[2]
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     options = json.loads(out.stdout)

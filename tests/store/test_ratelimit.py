@@ -8,7 +8,8 @@ import time
 import pytest
 import redis
 
-from notifier.store.ratelimit import RateLimiter, parse_rate
+from notifier.config import parse_rate
+from notifier.store.ratelimit import RateLimiter
 
 
 @pytest.mark.parametrize(("text", "rate"), [("500/s", 500.0), ("600/m", 10.0), ("7200/h", 2.0)])

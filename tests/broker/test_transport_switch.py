@@ -20,7 +20,7 @@ import redis
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.devtools.redis_server import RedisServer
 
-ROOT = Path(__file__).parents[1]
+ROOT = Path(__file__).parents[2]
 
 PUBLISH = """
 import json, sys

@@ -30,7 +30,9 @@ class Campaign:
 def services(redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     """The worker's context with real message records and a recording campaign sender."""
     state = MessageState(redis_client)
-    fake = SimpleNamespace(stores=SimpleNamespace(messages=state), campaigns=Campaign(), state=state)
+    fake = SimpleNamespace(
+        stores=SimpleNamespace(messages=state), campaigns=Campaign(), state=state
+    )
     monkeypatch.setattr(tasks, "worker_context", lambda: fake)
     return fake
 
