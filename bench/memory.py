@@ -15,8 +15,8 @@ from notifier.broker.queues import MESSAGES_QUEUE
 from notifier.devtools.measures import stored_bytes
 from notifier.devtools.redis_server import RedisServer
 from notifier.store.admission import Admission
+from notifier.store.keys import PREFIX, digest_key, message_key, msgid_key, unfinished_key
 from notifier.store.messages import MessageState
-from notifier.store.unfinished import unfinished_key
 
 MESSAGE = {
     "touser": "oDevFollower000000000000001",
@@ -39,17 +39,18 @@ def main(count: int) -> None:
             envelope = (admitted - stored_bytes(client)) / count
             sample = ids[:: max(1, count // 500)]
 
-            def per_message(*patterns: str) -> float:
-                keys = [p.format(id=i) for i in sample for p in patterns]
+            def per_message() -> float:
+                keys = [message_key(PREFIX, i) for i in sample]
+                keys += [message_key(PREFIX, i, "history") for i in sample]
                 return sum(client.memory_usage(k) or 0 for k in keys) / len(sample)
 
-            record = ("notifier:msg:{id}", "notifier:msg:{id}:history")
-            queued = per_message(*record)
-            idem = sum(client.memory_usage(k) or 0 for k in client.scan_iter("notifier:idem:*"))
+            queued = per_message()
+            idem_keys = client.scan_iter(digest_key(PREFIX, "idempotency", "*"))
+            idem = sum(client.memory_usage(k) or 0 for k in idem_keys)
             for i, message_id in enumerate(ids):
                 state.record_sent(message_id, 200_000_000 + i)
-            sent = per_message(*record)
-            msgid = sum(client.memory_usage(f"notifier:msgid:{200_000_000 + i}") or 0
+            sent = per_message()
+            msgid = sum(client.memory_usage(msgid_key(PREFIX, 200_000_000 + i)) or 0
                         for i in range(0, count, max(1, count // 500))) / len(sample)  # fmt: skip
             print(f"messages: {count} (Redis {client.info('server')['redis_version']})")
             print(f"task envelope in the queue, while queued      {envelope:.0f} B")

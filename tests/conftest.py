@@ -14,8 +14,7 @@ from notifier.broker.envelopes import task_args
 from notifier.config import Settings
 from notifier.devtools.redis_server import RedisServer
 from notifier.signature import new_secret, signed_headers
-from notifier.store.campaigns import chunks_key
-from notifier.store.messages import message_key
+from notifier.store.keys import PREFIX, campaign_key, message_key
 
 SECRET = new_secret()
 # A valid message body, as a business system would post it.
@@ -89,10 +88,12 @@ class QueueView:
 
     def _resolve(self, arg: dict[str, Any]) -> dict[str, Any]:
         if "chunk" in arg:
-            stored = self._client.hget(chunks_key("notifier", arg["batch"]), str(arg["chunk"]))
+            stored = self._client.hget(
+                campaign_key(PREFIX, arg["batch"], "chunks"), str(arg["chunk"])
+            )
             return {**json.loads(stored), "chunk": arg["chunk"]} if stored else arg
         if "touser" not in arg:
-            stored = self._client.hget(message_key("notifier", arg["id"]), "payload")
+            stored = self._client.hget(message_key(PREFIX, arg["id"]), "payload")
             return dict(json.loads(stored)) if stored else arg
         return arg
 

@@ -1,1 +1,1 @@
-"""TODO."""
+"""The hand-off between processes: the Celery app, task envelopes, queues and the transport."""

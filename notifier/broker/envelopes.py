@@ -179,17 +179,3 @@ def _keeping_channel(channel_cls: type) -> Any:
 
 # A forked child is another process: its envelopes name it as their origin.
 os.register_at_fork(after_in_child=_template.cache_clear)
-
-
-# Each message pushed onto a queue also pushes a token onto this list, and an idle worker
-# waits on the list (BLPOP): one token wakes one worker, where waiting on the queue itself
-# would wake every idle worker of it. Tokens beyond this many wake nobody more usefully.
-WAKE_TOKENS_MAX = 256
-# Each push renews the list's expiry, so the list of a queue that went away (Celery's reply
-# queues expire) goes too. Tokens are hints: a wait that times out pulls all the same.
-WAKE_TOKENS_TTL = 60
-
-
-def wake_key(queue: str) -> str:
-    """The list of wake-up tokens for `queue`'s idle workers."""
-    return f"{queue}:wake"

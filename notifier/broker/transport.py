@@ -28,15 +28,18 @@ from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
-from notifier.broker.envelopes import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, wake_key
+from notifier.broker.lua import ACK, PARK, PULL, PULL_SHA
 from notifier.broker.plugin import require
-from notifier.broker.scripts import ACK, PARK, PULL, PULL_MOST, PULL_SHA
+from notifier.broker.wake import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, wake_key
 
 # Imported at the process's first broker connection: a kombu this was not written for
 # stops the process here, with one line, before anything is consumed.
 require()
 
 log = logging.getLogger(__name__)
+
+# Messages taken per round trip at most, within the prefetch room the worker has.
+PULL_MOST = 32
 
 
 class QoS(kombu_redis.QoS):
@@ -115,7 +118,7 @@ class Channel(kombu_redis.Channel):
 
     @property
     def unreadable_key(self) -> str:
-        """The list of messages that could not be delivered (see PARK)."""
+        """The list of messages that could not be delivered (see lua/park.lua)."""
         return f"{self.unacked_key}_unreadable"
 
     def forget(self, delivery_tag: str) -> None:
@@ -215,7 +218,7 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def _refused(self, reading: str, exc: redis.ResponseError) -> None:
-        """Redis refused the pull or the wait; neither took anything (see PULL)."""
+        """Redis refused the pull or the wait; neither took anything (see lua/pull.lua)."""
         if isinstance(exc, redis.exceptions.NoScriptError):
             # Restarted, failed over or flushed: the script did not run. Send its text.
             self._pull_cached = False

@@ -1,1 +1,1 @@
-"""TODO."""
+"""Everything kept in Redis besides the queues: records, campaigns, tokens, pauses, rates."""

@@ -27,52 +27,15 @@ from notifier.broker.queues import (
     task_payload,
 )
 from notifier.errors import BrokerUnavailable, NotifierError
-from notifier.store.campaigns import campaign_key, chunks_key
-from notifier.store.messages import history_key, message_key
+from notifier.store.keys import PREFIX, campaign_key, digest_key, message_key
 from notifier.store.replies import text
+from notifier.store.scripts import source
 from notifier.store.unfinished import (
     PUSH_LIMITS,
-    PUSH_LUA,
     chunk_envelope,
     chunk_member,
     message_envelope,
     queue_keys,
-)
-
-_MESSAGE = (
-    PUSH_LUA
-    + """
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-push(KEYS[4], KEYS[5], KEYS[6], ARGV[5], ARGV[2], ARGV[3], tonumber(ARGV[8]), ARGV[9])
-redis.call('HSET', KEYS[2], 'status', 'queued', 'updated', ARGV[3], 'payload', ARGV[10])
-redis.call('EXPIRE', KEYS[2], ARGV[7])
-redis.call('RPUSH', KEYS[3], ARGV[4])
-redis.call('EXPIRE', KEYS[3], ARGV[7])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[6])
-return false
-"""
-)
-
-# ARGV[11...]: per chunk, its envelope, its task id and its recipients (JSON).
-_BATCH = (
-    PUSH_LUA
-    + """
-local existing = redis.call('GET', KEYS[1])
-if existing then return existing end
-local number = 0
-for i = 11, #ARGV, 3 do
-  push(KEYS[3], KEYS[4], KEYS[5], ARGV[i], ARGV[i + 1], ARGV[3], tonumber(ARGV[9]), ARGV[10])
-  redis.call('HSET', KEYS[6], number, ARGV[i + 2])
-  number = number + 1
-end
-redis.call('EXPIRE', KEYS[6], ARGV[8])
-redis.call('HSET', KEYS[2], 'state', 'queued', 'template_id', ARGV[4], 'count', ARGV[5],
-           'chunks', ARGV[6], 'created', ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[8])
-redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[7])
-return false
-"""
 )
 
 
@@ -96,7 +59,7 @@ class Admission:
         client: redis.Redis,
         idempotency_ttl: int,
         retention: int,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._idempotency_ttl = idempotency_ttl
@@ -105,8 +68,8 @@ class Admission:
         self._clock = clock
         self._pool = client.connection_pool
         self._held = threading.local()
-        self._message = client.register_script(_MESSAGE)
-        self._batch = client.register_script(_BATCH)
+        self._message = client.register_script(source("admit_message"))
+        self._campaign = client.register_script(source("admit_campaign"))
 
     def message(self, webhook_id: str, body: bytes, message: dict[str, Any]) -> Admitted:
         """Record and queue one validated message, unless `webhook_id` was seen before.
@@ -123,7 +86,8 @@ class Admission:
         payload = json.dumps(task_payload(message_id, message), separators=(",", ":"),
                              ensure_ascii=False)  # fmt: skip
         keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
-                history_key(self._prefix, message_id), *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
+                message_key(self._prefix, message_id, "history"),
+                *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
         args = [_digest(body), message_id, now, entry, message_envelope(message_id, now),
                 self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
@@ -144,11 +108,12 @@ class Admission:
             per_chunk += [chunk_envelope(campaign_id, number, now), member,
                           json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
         keys = [self._idem_key(webhook_id), campaign_key(self._prefix, campaign_id),
-                *queue_keys(CAMPAIGNS_QUEUE), chunks_key(self._prefix, campaign_id)]  # fmt: skip
+                *queue_keys(CAMPAIGNS_QUEUE),
+                campaign_key(self._prefix, campaign_id, "chunks")]  # fmt: skip
         args = [_digest(body), campaign_id, now, batch["template_id"],
                 len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
                 *PUSH_LIMITS, *per_chunk]  # fmt: skip
-        return self._run(self._batch, keys, args, campaign_id)
+        return self._run(self._campaign, keys, args, campaign_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
         try:
@@ -184,7 +149,8 @@ class Admission:
         return held
 
     def _idem_key(self, webhook_id: str) -> str:
-        return f"{self._prefix}:idem:{hashlib.sha256(webhook_id.encode()).hexdigest()[:32]}"
+        digest = hashlib.sha256(webhook_id.encode()).hexdigest()[:32]
+        return digest_key(self._prefix, "idempotency", digest)
 
 
 def _digest(body: bytes) -> str:

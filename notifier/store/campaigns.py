@@ -1,7 +1,7 @@
-"""Campaign state in Redis, kept compact: one hash per batch, a few bytes per recipient outcome.
+"""Campaign state in Redis, kept compact: one hash per campaign, a few bytes per recipient outcome.
 
 A queued recipient costs nothing here; it lives only inside its chunk's task. Once
-it has an outcome, it takes one short hash field, and the batch's counters move.
+it has an outcome, it takes one short hash field, and the campaign's counters move.
 """
 
 from __future__ import annotations
@@ -14,74 +14,14 @@ from typing import Any
 import redis
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE
-from notifier.store.messages import FINAL, early_receipt, early_receipt_key, msgid_key
+from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
+from notifier.store.messages import FINAL, early_receipt
 from notifier.store.record import iso
 from notifier.store.replies import maybe_text, text
-from notifier.store.unfinished import chunk_member, unfinished_key
+from notifier.store.scripts import source
+from notifier.store.unfinished import chunk_member
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
-
-# Set the outcomes of several recipients and move the batch counters with them, in one
-# atomic step, and mark the chunk seen in its unfinished set (KEYS[4], member ARGV[2],
-# ARGV[3] the time; '' for none), so a chunk still being sent is not queued again. The
-# campaign's stored chunks (KEYS[5]) live as long as its outcomes.
-# ARGV[1] is the retention; then six per recipient: its field, its encoded
-# outcome, its failure entry (or ''), and for a sent one the positions in KEYS of its
-# msgid key (or 0), with the recipient id to point it at so its delivery receipt finds
-# it, and of the key where a receipt that outran the send waits. Returns those early
-# receipts as a flat list of field, receipt.
-_SET_MANY = """
-local ttl = ARGV[1]
-local moves = {}
-local early = {}
-if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
-local final = {sent = true, delivered = true, failed = true, dead = true}
-for i = 4, #ARGV, 6 do
-  local old = redis.call('HGET', KEYS[2], ARGV[i])
-  local old_status = old and string.match(old, '^[^|]+') or nil
-  local new_status = string.match(ARGV[i + 1], '^[^|]+')
-  -- A final outcome stays final: a second copy of a chunk never undoes the first's.
-  if old_status and final[old_status] and not final[new_status] then
-    new_status = old_status
-  else
-    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
-  end
-  if old_status ~= new_status then
-    if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
-    moves[new_status] = (moves[new_status] or 0) + 1
-    -- Only on a change: a write sent again after its reply was lost lists nothing twice.
-    if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
-  end
-  local k = tonumber(ARGV[i + 3])
-  if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
-  local r = tonumber(ARGV[i + 5])
-  if r > 0 then
-    local receipt = redis.call('GETDEL', KEYS[r])
-    if receipt then
-      table.insert(early, ARGV[i])
-      table.insert(early, receipt)
-    end
-  end
-end
-for status, n in pairs(moves) do
-  if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
-if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
-redis.call('EXPIRE', KEYS[2], ttl)
-redis.call('EXPIRE', KEYS[1], ttl)
-return early
-"""
-
-
-def campaign_key(prefix: str, campaign_id: str) -> str:
-    """A campaign's record: a hash of its state, template, size and counters."""
-    return f"{prefix}:batch:{campaign_id}"
-
-
-def chunks_key(prefix: str, campaign_id: str) -> str:
-    """A campaign's unfinished chunks: chunk number -> the chunk's recipients and fields."""
-    return f"{campaign_key(prefix, campaign_id)}:chunks"
 
 
 def recipient_id(campaign_id: str, index: int) -> str:
@@ -90,7 +30,7 @@ def recipient_id(campaign_id: str, index: int) -> str:
 
 
 def split_recipient_id(message_id: str) -> tuple[str, int] | None:
-    """The (batch id, index) of a recipient's message id, or None for a single message."""
+    """The (campaign id, index) of a recipient's message id, or None for a single message."""
     campaign_id, sep, index = message_id.partition("-")
     if not sep or len(campaign_id) != 32 or not index.isdigit():
         return None
@@ -128,23 +68,23 @@ class Settled:
 
 
 class CampaignStore:
-    """Reads and writes batches, their counters and their recipients' outcomes."""
+    """Reads and writes campaigns, their counters and their recipients' outcomes."""
 
     def __init__(
         self,
         client: redis.Redis,
         retention: int,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
     ) -> None:
         self._redis = client
         self._retention = retention
         self._prefix = prefix
-        self._set_many = client.register_script(_SET_MANY)
+        self._set_many = client.register_script(source("set_outcomes"))
         self.unfinished = unfinished_key(CAMPAIGNS_QUEUE)
 
     def chunk(self, campaign_id: str, number: int) -> dict[str, Any] | None:
         """A chunk's stored recipients and shared fields; None once it has finished."""
-        raw = self._redis.hget(chunks_key(self._prefix, campaign_id), str(number))
+        raw = self._redis.hget(campaign_key(self._prefix, campaign_id, "chunks"), str(number))
         return json.loads(raw) if raw else None
 
     def seen(self, campaign_id: str, number: int, now: float) -> None:
@@ -158,11 +98,11 @@ class CampaignStore:
         pipe = self._redis.pipeline()
         pipe.zrem(self.unfinished, chunk_member(campaign_id, number))
         if not keep:
-            pipe.hdel(chunks_key(self._prefix, campaign_id), str(number))
+            pipe.hdel(campaign_key(self._prefix, campaign_id, "chunks"), str(number))
         pipe.execute()
 
     def state(self, campaign_id: str) -> str | None:
-        """The batch's state, or None when it is unknown (or expired)."""
+        """The campaign's state, or None when it is unknown (or expired)."""
         return maybe_text(self._redis.hget(self._key(campaign_id), "state"))
 
     def final_indexes(self, campaign_id: str, indexes: Iterable[int]) -> set[int]:
@@ -180,20 +120,20 @@ class CampaignStore:
     def record(
         self, campaign_id: str, index: int, outcome: Outcome, touser: str = "", errmsg: str = ""
     ) -> None:
-        """Store a recipient's outcome; failures also go on the batch's failure list."""
+        """Store a recipient's outcome; failures also go on the campaign's failure list."""
         self.record_many(campaign_id, [Settled(index, outcome, touser, errmsg)])
 
     def record_many(
         self, campaign_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
     ) -> None:
-        """Store the outcomes of several recipients of a batch in one round trip.
+        """Store the outcomes of several recipients of a campaign in one round trip.
 
         `chunk`, the number of the chunk being sent, is marked seen at `now` as well.
         """
         if not settled:
             return
         keys = [self._key(campaign_id), self._outcomes(campaign_id), self._failures(campaign_id),
-                self.unfinished, chunks_key(self._prefix, campaign_id)]  # fmt: skip
+                self.unfinished, campaign_key(self._prefix, campaign_id, "chunks")]  # fmt: skip
         member = chunk_member(campaign_id, chunk) if chunk is not None else ""
         args: list[str | int | float] = [self._retention, member, round(now, 3)]
         for item in settled:
@@ -201,7 +141,7 @@ class CampaignStore:
             if outcome.status == "sent" and outcome.msgid is not None:
                 keys.append(msgid_key(self._prefix, outcome.msgid))
                 msgid_at, rid = len(keys), recipient_id(campaign_id, item.index)
-                keys.append(early_receipt_key(self._prefix, outcome.msgid))
+                keys.append(msgid_key(self._prefix, outcome.msgid, "early_receipt"))
                 early_at = len(keys)
             failure = self._failure(campaign_id, item)
             args += [str(item.index), outcome.encode(), failure, msgid_at, rid, early_at]
@@ -233,7 +173,7 @@ class CampaignStore:
         return True
 
     def count(self, campaign_id: str) -> int | None:
-        """How many recipients the batch has, or None when it is unknown."""
+        """How many recipients the campaign has, or None when it is unknown."""
         value = self._redis.hget(self._key(campaign_id), "count")
         return int(value) if value is not None else None
 
@@ -259,7 +199,7 @@ class CampaignStore:
         return Outcome.decode(text(raw)) if raw else None
 
     def summary(self, campaign_id: str, offset: int = 0, limit: int = 100) -> dict[str, Any] | None:
-        """Counts per status and a page of failed recipients, for the batch status API."""
+        """Counts per status and a page of failed recipients, for the campaign status API."""
         pipe = self._redis.pipeline()
         pipe.hgetall(self._key(campaign_id))
         pipe.lrange(self._failures(campaign_id), offset, offset + max(limit, 1) - 1)
@@ -289,7 +229,7 @@ class CampaignStore:
         return campaign_key(self._prefix, campaign_id)
 
     def _outcomes(self, campaign_id: str) -> str:
-        return f"{self._key(campaign_id)}:r"
+        return campaign_key(self._prefix, campaign_id, "outcomes")
 
     def _failures(self, campaign_id: str) -> str:
-        return f"{self._key(campaign_id)}:failed"
+        return campaign_key(self._prefix, campaign_id, "failures")

@@ -10,14 +10,9 @@ import redis
 
 from notifier.broker.envelopes import task_message
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_TASK
-from notifier.store.campaigns import chunks_key
-from notifier.store.unfinished import (
-    PUSH_LIMITS,
-    PUSH_LUA,
-    chunk_envelope,
-    chunk_member,
-    queue_keys,
-)
+from notifier.store.keys import PREFIX, campaign_key, deferred_chunks_key
+from notifier.store.scripts import source
+from notifier.store.unfinished import PUSH_LIMITS, chunk_envelope, chunk_member, queue_keys
 
 
 class DeferredChunks:
@@ -29,8 +24,8 @@ class DeferredChunks:
 
     def __init__(self, connection: redis.Redis) -> None:
         self._redis = connection
-        self.key = "notifier:deferred-chunks"
-        self._release = connection.register_script(_RELEASE)
+        self.key = deferred_chunks_key()
+        self._release = connection.register_script(source("release_deferred"))
 
     def park(self, chunk: dict[str, Any]) -> None:
         """Keep a chunk's reference (or a whole chunk) until the pause ends."""
@@ -47,7 +42,8 @@ class DeferredChunks:
         """
         recipients = 0
         # Left by the release of an older version that died between moving and publishing.
-        while self._redis.lmove(f"{self.key}:moving", self.key, "RIGHT", "LEFT") is not None:
+        moving = deferred_chunks_key("moving")
+        while self._redis.lmove(moving, self.key, "RIGHT", "LEFT") is not None:
             pass
         # Only what is parked now: a chunk deferred again during the release (the quota
         # ran out at once) waits for the next one instead of circling here.
@@ -65,29 +61,10 @@ class DeferredChunks:
                 else:
                     member = chunk_member(chunk["batch"], chunk["chunk"])
                     envelope = chunk_envelope(chunk["batch"], chunk["chunk"], now)
-                    sizes.hget(chunks_key("notifier", chunk["batch"]), str(chunk["chunk"]))
+                    sizes.hget(campaign_key(PREFIX, chunk["batch"], "chunks"), str(chunk["chunk"]))
                 args += [raw, envelope, member]
             recipients += sum(len(json.loads(c)["recipients"]) for c in sizes.execute() if c)
             moved = int(self._release(keys=[self.key, *queue_keys(CAMPAIGNS_QUEUE)], args=args))
             if moved < len(raws):
                 break  # another release took the rest
         return recipients
-
-
-# Moves parked chunks to the queue: each leaves the list only as its task is pushed, so
-# two releases at once queue a chunk once. ARGV: now, the push limits, then per chunk
-# its parked text, its envelope and its task id ('' for a whole chunk: not tracked).
-_RELEASE = (
-    PUSH_LUA
-    + """
-local moved = 0
-for i = 4, #ARGV, 3 do
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    push(KEYS[2], KEYS[3], KEYS[4], ARGV[i + 1], ARGV[i + 2], ARGV[1], tonumber(ARGV[2]),
-         ARGV[3])
-    moved = moved + 1
-  end
-end
-return moved
-"""
-)

@@ -10,12 +10,13 @@ from typing import Any
 import redis
 
 from notifier.broker.queues import MESSAGES_QUEUE
-from notifier.store.record import MessageRecord, iso
+from notifier.store.keys import PREFIX, index_key, message_key, msgid_key, unfinished_key
+from notifier.store.record import DEFAULT_RETENTION, MessageRecord, iso
 from notifier.store.replies import maybe_text, text
-from notifier.store.scripts import BEGIN, RECEIPT, RECORD_SENT, REQUEUE
-from notifier.store.unfinished import PUSH_LIMITS, message_envelope, queue_keys, unfinished_key
+from notifier.store.scripts import source
+from notifier.store.unfinished import PUSH_LIMITS, message_envelope, queue_keys
 
-__all__ = ["MessageRecord", "MessageState", "iso"]
+__all__ = ["DEFAULT_RETENTION", "MessageRecord", "MessageState", "iso"]
 
 QUEUED = "queued"
 RETRYING = "retrying"
@@ -30,32 +31,10 @@ FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD})
 # States an operator can send again, keeping the message's id and history.
 REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
-DEFAULT_RETENTION = 7 * 24 * 3600
-
-
-def message_key(prefix: str, message_id: str) -> str:
-    """A single message's record: a hash of status, attempts, payload and last error."""
-    return f"{prefix}:msg:{message_id}"
-
-
-def history_key(prefix: str, message_id: str) -> str:
-    """A single message's history: a list of JSON entries, oldest first."""
-    return f"{message_key(prefix, message_id)}:history"
-
 
 def is_payload(payload: Any) -> bool:
     """Whether a task argument is a whole message, not only its id (tasks carry ids now)."""
     return isinstance(payload, dict) and "touser" in payload
-
-
-def msgid_key(prefix: str, msgid: int) -> str:
-    """Where a WeChat msgid points to its message id (a single message or a recipient)."""
-    return f"{prefix}:msgid:{msgid}"
-
-
-def early_receipt_key(prefix: str, msgid: int) -> str:
-    """Where a receipt waits when it arrives before its send is recorded."""
-    return f"{prefix}:receipt:{msgid}"
 
 
 def early_receipt(raw: bytes | str) -> tuple[str, str]:
@@ -71,20 +50,20 @@ class MessageState:
         self,
         client: redis.Redis,
         retention: int = DEFAULT_RETENTION,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._retention = retention
         self._prefix = prefix
         self._clock = clock
-        self.dead_index = f"{prefix}:dead"
-        self.deferred_index = f"{prefix}:deferred"
+        self.dead_index = index_key(prefix, "dead")
+        self.deferred_index = index_key(prefix, "deferred")
         self.unfinished = unfinished_key(MESSAGES_QUEUE)
-        self._requeue = client.register_script(REQUEUE)
-        self._receipt = client.register_script(RECEIPT)
-        self._begin = client.register_script(BEGIN)
-        self._sent = client.register_script(RECORD_SENT)
+        self._requeue = client.register_script(source("requeue"))
+        self._receipt = client.register_script(source("receipt"))
+        self._begin = client.register_script(source("begin"))
+        self._sent = client.register_script(source("record_sent"))
 
     def record_queued(self, message_id: str, payload: dict[str, Any] | None = None) -> None:
         """Create a record as the intake does (tests and tools; intake writes it in Lua)."""
@@ -104,7 +83,7 @@ class MessageState:
         when there is nothing to send ('' for an unknown id), (-1, claim TTL, None) when
         another worker holds the claim.
         """
-        keys = [self._key(message_id), f"{self._key(message_id)}:claim", self.unfinished]
+        keys = [self._key(message_id), self._claim_key(message_id), self.unfinished]
         args = [claim_seconds, self._retention, message_id, round(self._clock(), 3)]
         result, detail, *rest = self._begin(keys=keys, args=args)
         stored = json.loads(rest[0]) if rest and rest[0] else None
@@ -112,16 +91,15 @@ class MessageState:
 
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
-        self._redis.delete(f"{self._key(message_id)}:claim")
+        self._redis.delete(self._claim_key(message_id))
 
     def record_sent(self, message_id: str, msgid: int) -> None:
         """Mark the message accepted by WeChat, remember its msgid, and release its claim."""
         now = round(self._clock(), 3)
-        key = self._key(message_id)
         keys = [
-            key,
+            self._key(message_id),
             self._history_key(message_id),
-            f"{key}:claim",
+            self._claim_key(message_id),
             self.msgid_key(msgid),
             self.early_receipt_key(msgid),
             self.unfinished,
@@ -159,7 +137,7 @@ class MessageState:
 
     def early_receipt_key(self, msgid: int) -> str:
         """Where a receipt waits for its message's send to be recorded."""
-        return early_receipt_key(self._prefix, msgid)
+        return msgid_key(self._prefix, msgid, "early_receipt")
 
     def record_receipt(self, message_id: str, status: str, reason: str) -> bool:
         """Apply WeChat's delivery receipt once; repeated or concurrent pushes change nothing."""
@@ -275,4 +253,7 @@ class MessageState:
         return message_key(self._prefix, message_id)
 
     def _history_key(self, message_id: str) -> str:
-        return history_key(self._prefix, message_id)
+        return message_key(self._prefix, message_id, "history")
+
+    def _claim_key(self, message_id: str) -> str:
+        return message_key(self._prefix, message_id, "claim")

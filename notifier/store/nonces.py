@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from notifier.store.keys import PREFIX, digest_key
 from notifier.wechat.receipts import CallbackError
 
 
@@ -17,7 +18,7 @@ class ReplayGuard:
     without this, one logged callback URL would let anyone post receipts for ever.
     """
 
-    def __init__(self, client: redis.Redis, window: int = 300, prefix: str = "notifier") -> None:
+    def __init__(self, client: redis.Redis, window: int = 300, prefix: str = PREFIX) -> None:
         self._redis = client
         self._window = window
         self._prefix = prefix
@@ -34,5 +35,5 @@ class ReplayGuard:
         if abs(current - int(timestamp)) > self._window:
             raise CallbackError("callback timestamp is more than 5 minutes from now")
         digest = hashlib.sha256(f"{timestamp}|{nonce}".encode()).hexdigest()[:32]
-        key = f"{self._prefix}:callback-nonce:{digest}"
+        key = digest_key(self._prefix, "callback_nonce", digest)
         return bool(self._redis.set(key, "1", nx=True, ex=2 * self._window))

@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 
+from notifier.store.keys import PREFIX, account_key
+
 log = logging.getLogger(__name__)
 
 # China has kept UTC+8 without daylight saving since 1991; no tz database needed.
@@ -32,12 +34,12 @@ class QuotaGate:
         self,
         client: redis.Redis,
         app_id: str,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._redis = client
         self._clock = clock
-        self.key = f"{prefix}:quota:{app_id}:paused"
+        self.key = account_key(prefix, app_id, "quota")
         self._app_id = app_id
         self._cached: tuple[float, dict[str, Any] | None] = (0.0, None)
 

@@ -10,31 +10,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from notifier.store.keys import PREFIX, account_key
+from notifier.store.scripts import source
+
 if TYPE_CHECKING:  # not at run time: celeryconfig imports this module (see test_config)
     import redis
-
-# Refill by elapsed time (Redis's clock, so all hosts agree), then grant up to `want`
-# tokens while keeping `reserve` back. Returns {granted, seconds to wait if none}.
-_TAKE = """
-local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
-local want, reserve = tonumber(ARGV[3]), tonumber(ARGV[4])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(state[1]) or burst
-local ts = tonumber(state[2]) or now
-tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
-local granted = 0
-if tokens - reserve >= 1 then
-  granted = math.min(want, math.floor(tokens - reserve))
-end
-tokens = tokens - granted
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
-local wait = 0
-if granted == 0 then wait = (reserve + 1 - tokens) / rate end
-return {granted, tostring(wait)}
-"""
 
 
 class RateLimiter:
@@ -45,11 +25,11 @@ class RateLimiter:
         client: redis.Redis,
         app_id: str,
         per_second: float,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._take = client.register_script(_TAKE)
-        self.key = f"{prefix}:rate:{app_id}"
+        self._take = client.register_script(source("take_permits"))
+        self.key = account_key(prefix, app_id, "rate")
         self.per_second = per_second
         # A one-second burst: enough to keep senders busy without overshooting WeChat.
         self.burst = max(1.0, per_second)

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+# How long a store keeps records when it is not told (STATUS_RETENTION_DAYS): a week.
+DEFAULT_RETENTION = 7 * 24 * 3600
+
 
 @dataclass
 class MessageRecord:

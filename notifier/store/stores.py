@@ -13,6 +13,7 @@ from notifier.store.messages import MessageState
 from notifier.store.nonces import ReplayGuard
 from notifier.store.quota import QuotaGate
 from notifier.store.replay import Replayer
+from notifier.store.unfinished import UnfinishedWork
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class Stores:
     replayer: Replayer
     quota: QuotaGate | None
     callback_nonces: ReplayGuard
+    unfinished: UnfinishedWork
 
 
 def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
@@ -47,4 +49,5 @@ def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
         replayer=Replayer(messages, deferred),
         quota=quota,
         callback_nonces=ReplayGuard(connection),
+        unfinished=UnfinishedWork(connection, retention=settings.status_retention),
     )

@@ -10,6 +10,7 @@ from typing import Protocol
 import redis
 from redis.lock import Lock
 
+from notifier.store.keys import PREFIX, account_key
 from notifier.store.replies import maybe_text
 from notifier.wechat.client import AccessToken
 
@@ -42,15 +43,15 @@ class TokenStore:
         self,
         client: redis.Redis,
         source: TokenSource,
-        prefix: str = "notifier",
+        prefix: str = PREFIX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._redis = client
         self._source = source
         self._clock = clock
         self._local: tuple[float, str] | None = None
-        self.key = f"{prefix}:token:{source.app_id}"
-        self._lock_key = f"{self.key}:lock"
+        self.key = account_key(prefix, source.app_id, "token")
+        self._lock_key = account_key(prefix, source.app_id, "token_lock")
 
     def current(self) -> str:
         """Return the stored token, fetching one (under the lock) when there is none."""

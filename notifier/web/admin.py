@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from notifier.store.messages import iso
+from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.problems import problem
-from notifier.web.status import bearer_required
 
 bp = Blueprint("admin", __name__)
 

@@ -1,9 +1,16 @@
-"""Bearer-token checks for the operator and status endpoints; constant-time, framework-free."""
+"""Who may read statuses and act as an operator: bearer tokens, checked in constant time."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import wraps
+from typing import Any
+
+from flask import request
+
+from notifier.web.context import web_context
+from notifier.web.problems import problem
 
 
 class BearerTokens:
@@ -23,3 +30,19 @@ class BearerTokens:
         # Check every token, so the time taken does not reveal which one nearly matched.
         matches = [hmac.compare_digest(offered, known) for known in self._tokens]
         return any(matches)
+
+
+def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse with 401 unless the request carries a token from API_TOKENS."""
+
+    @wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if not web_context().bearer.allows(request.headers.get("Authorization")):
+            return problem(
+                401,
+                "send Authorization: Bearer <token> with a token from API_TOKENS",
+                challenge="Bearer",
+            )
+        return view(*args, **kwargs)
+
+    return guarded

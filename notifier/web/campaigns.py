@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.messages import accept
 from notifier.web.problems import problem
 from notifier.web.schema import CampaignSchema
-from notifier.web.status import bearer_required
 
 bp = Blueprint("campaigns", __name__)
 _schema = CampaignSchema()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flask import current_app
 
@@ -10,8 +11,10 @@ from notifier.config import Settings
 from notifier.signature import Verifier
 from notifier.store.admission import Admission
 from notifier.store.stores import Stores
-from notifier.web.auth import BearerTokens
 from notifier.wechat.receipts import CallbackVerifier
+
+if TYPE_CHECKING:  # auth's decorator reads this context: a cycle only for the type checker
+    from notifier.web.auth import BearerTokens
 
 
 @dataclass(frozen=True)

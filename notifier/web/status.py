@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
-
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify
 
 from notifier.store.campaigns import split_recipient_id
+from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.problems import problem
 
 bp = Blueprint("status", __name__)
-
-
-def bearer_required(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Refuse with 401 unless the request carries a token from API_TOKENS."""
-
-    @wraps(view)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if not web_context().bearer.allows(request.headers.get("Authorization")):
-            return problem(
-                401,
-                "send Authorization: Bearer <token> with a token from API_TOKENS",
-                challenge="Bearer",
-            )
-        return view(*args, **kwargs)
-
-    return guarded
 
 
 @bp.get("/v1/messages/<message_id>")

@@ -1,1 +1,1 @@
-"""TODO."""
+"""The worker processes (Celery workers and beat): tasks that send, retry and reconcile."""

@@ -67,9 +67,5 @@ def worker_context() -> WorkerContext:
             client, tokens, stores.campaigns, quota, stores.deferred, limiter=limiter
         ),
         tokens=tokens,
-        reconciler=Reconciler(
-            connection,
-            stale_after=settings.visibility_timeout + MARGIN,
-            retention=settings.status_retention,
-        ),
+        reconciler=Reconciler(stores.unfinished, stale_after=settings.visibility_timeout + MARGIN),
     )

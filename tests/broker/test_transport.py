@@ -27,9 +27,9 @@ from kombu.transport import virtual
 from kombu.transport.virtual import Message
 
 from notifier.broker import plugin as transport_plugin
-from notifier.broker.envelopes import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL
-from notifier.broker.scripts import PULL
+from notifier.broker.lua import PULL
 from notifier.broker.transport import Transport
+from notifier.broker.wake import WAKE_TOKENS_MAX, WAKE_TOKENS_TTL, wake_key
 from notifier.config import EXIT_CONFIG
 from notifier.devtools.redis_server import RedisServer, find_binary
 
@@ -158,7 +158,7 @@ def test_a_message_wakes_one_idle_worker_not_all(
         woken, _, _ = select.select(sockets, [], [], 0)
         assert len(woken) == 1
         assert redis_client.llen("notifier.test-herd") == 1  # woken, not taken
-        assert redis_client.llen("notifier.test-herd:wake") == 0
+        assert redis_client.llen(wake_key("notifier.test-herd")) == 0
 
 
 def test_wake_up_tokens_are_bounded_and_cleared_once_the_queue_is_empty(
@@ -167,10 +167,10 @@ def test_wake_up_tokens_are_bounded_and_cleared_once_the_queue_is_empty(
     queue = Queue("notifier.test-tokens", routing_key="notifier.test-tokens")
     with _connect(redis_server.url) as connection:
         _publish(connection, queue, WAKE_TOKENS_MAX + 20)
-        assert redis_client.llen("notifier.test-tokens:wake") == WAKE_TOKENS_MAX
+        assert redis_client.llen(wake_key("notifier.test-tokens")) == WAKE_TOKENS_MAX
         got = _consume(connection, queue, ack=True, want=WAKE_TOKENS_MAX + 20)
     assert len(got) == WAKE_TOKENS_MAX + 20
-    assert redis_client.exists("notifier.test-tokens", "notifier.test-tokens:wake") == 0
+    assert redis_client.exists("notifier.test-tokens", wake_key("notifier.test-tokens")) == 0
 
 
 def test_a_publish_that_fails_queues_nothing_so_its_retry_queues_one(
@@ -182,7 +182,7 @@ def test_a_publish_that_fails_queues_nothing_so_its_retry_queues_one(
     failures: list[str] = []
 
     def fail_once(pipe: redis.client.Pipeline, *args: Any, **kwargs: Any) -> Any:
-        if not failures and any(str(c[0][1]).endswith(":wake") for c in pipe.command_stack):
+        if not failures and any(str(c[0][1]) == wake_key(queue.name) for c in pipe.command_stack):
             failures.append("lost")
             pipe.reset()
             raise redis.ConnectionError("Redis went away")
@@ -194,8 +194,8 @@ def test_a_publish_that_fails_queues_nothing_so_its_retry_queues_one(
                                       retry=True, retry_policy={"interval_start": 0})  # fmt: skip
     assert failures == ["lost"]
     assert redis_client.llen("notifier.test-publish") == 1
-    assert redis_client.llen("notifier.test-publish:wake") == 1
-    assert 0 < redis_client.ttl("notifier.test-publish:wake") <= WAKE_TOKENS_TTL
+    assert redis_client.llen(wake_key("notifier.test-publish")) == 1
+    assert 0 < redis_client.ttl(wake_key("notifier.test-publish")) <= WAKE_TOKENS_TTL
 
 
 def test_a_consumer_that_does_not_ack_leaves_no_unacked_record(
@@ -234,7 +234,7 @@ def test_a_message_pushed_without_a_token_is_still_taken(
     with _connect(redis_server.url) as connection:
         _publish(connection, queue, 1)
         raw = redis_client.rpop("notifier.test-no-token")
-        redis_client.delete("notifier.test-no-token:wake")
+        redis_client.delete(wake_key("notifier.test-no-token"))
         assert raw is not None
         redis_client.lpush("notifier.test-no-token", raw)
         got = _consume(connection, queue, ack=True, want=1, seconds=5)
@@ -291,7 +291,7 @@ def test_an_acknowledged_message_leaves_the_unacked_set(
 
 
 def _pull(client: redis.Redis, queue: str, most: int) -> list[Any]:
-    keys = ["unacked", "unacked_index", queue, f"{queue}:wake"]
+    keys = ["unacked", "unacked_index", queue, wake_key(queue)]
     reply: list[Any] = client.eval(PULL, len(keys), *keys, most, time.time(), 1)
     return reply
 

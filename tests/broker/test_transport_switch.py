@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
+from notifier.broker.wake import wake_key
 from notifier.devtools.redis_server import RedisServer
 
 ROOT = Path(__file__).parents[2]
@@ -88,7 +89,7 @@ def test_tasks_queued_on_one_transport_are_taken_on_the_other(
     assert published["transport"] == MODULES[before]
     assert published["uri"].startswith("redis://")
     # Only notifier's transport leaves wake-up tokens beside a queue.
-    assert bool(redis_client.exists(f"{MESSAGES_QUEUE}:wake")) == (before == "fast")
+    assert bool(redis_client.exists(wake_key(MESSAGES_QUEUE))) == (before == "fast")
     assert redis_client.llen(MESSAGES_QUEUE) == redis_client.llen(CAMPAIGNS_QUEUE) == 5
 
     # A worker on the old transport stops holding two of each; they go back to their queue.

@@ -21,6 +21,7 @@ from notifier.devtools.measures import ok as answers
 from notifier.devtools.redis_server import RedisServer, free_port
 from notifier.processes import WORKERS
 from notifier.signature import new_secret
+from notifier.store.keys import PREFIX, message_key
 
 APP_ID, APP_SECRET = "wx_it_app", "it_secret"
 
@@ -208,7 +209,7 @@ class Stack:
         return self.deliveries_of(ids)
 
     def status(self, message_id: str) -> str | None:
-        return self.field(f"notifier:msg:{message_id}", "status")
+        return self.field(message_key(PREFIX, message_id), "status")
 
     def field(self, key: str, name: str) -> str | None:
         """One field of a hash in the stack's Redis, read straight from Redis."""

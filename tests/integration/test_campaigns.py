@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 
+from notifier.store.keys import PREFIX, campaign_key
 from tests.integration.conftest import Stack, wait_for
 
 TOKEN = "integration-api-token-0001"
@@ -122,7 +123,7 @@ def test_a_bad_recipient_is_named_by_index_and_nothing_is_queued(stack: Stack) -
         assert list(response.json()["errors"]["recipients"]) == ["3"]
         # The 400 leaves before admission: no campaign of that template was recorded, so
         # nothing of it is queued (a campaign's chunks and record are written together).
-        recorded = [key for key in client.scan_iter("notifier:batch:*")
+        recorded = [key for key in client.scan_iter(campaign_key(PREFIX, "*"))
                     if client.type(key) == b"hash"
                     and client.hget(key, "template_id") == b"TPL_BAD"]  # fmt: skip
         assert recorded == []

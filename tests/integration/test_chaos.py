@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from notifier.store.keys import PREFIX, campaign_key
 from notifier.wechat.receipts import sha1_signature
 from tests.integration.conftest import Stack, wait_for
 
@@ -134,8 +135,8 @@ def test_a_campaign_worker_killed_mid_chunk_loses_and_duplicates_nothing(stack: 
     try:
         counts = stack.wait_delivered(ids, timeout=120)
         assert set(counts.values()) == {1}, {i: n for i, n in counts.items() if n != 1}
-        batch = f"notifier:batch:{campaign_id}"
-        wait_for(lambda: stack.field(batch, "n:sent") == str(len(ids)), 30, "outcomes recorded")
+        record = campaign_key(PREFIX, campaign_id)
+        wait_for(lambda: stack.field(record, "n:sent") == str(len(ids)), 30, "outcomes recorded")
     finally:
         stack.processes["campaigns"].stop()
 

@@ -6,6 +6,7 @@ import threading
 
 import redis
 
+from notifier.store.keys import PREFIX, message_key
 from notifier.store.messages import MessageState
 
 PAYLOAD = {"id": "m1", "touser": "oU1", "template_id": "T", "data": {"k": {"value": "v"}}}
@@ -32,8 +33,8 @@ def test_history_records_every_transition_with_times(redis_client: redis.Redis) 
 def test_records_expire_after_the_retention(redis_client: redis.Redis) -> None:
     state = MessageState(redis_client, retention=3600)
     state.record_queued("m1")
-    assert 3590 < redis_client.ttl("notifier:msg:m1") <= 3600
-    assert 3590 < redis_client.ttl("notifier:msg:m1:history") <= 3600
+    assert 3590 < redis_client.ttl(message_key(PREFIX, "m1")) <= 3600
+    assert 3590 < redis_client.ttl(message_key(PREFIX, "m1", "history")) <= 3600
 
 
 def test_failed_and_dead_messages_are_indexed_with_their_payload(redis_client: redis.Redis) -> None:

@@ -7,6 +7,7 @@ import time
 
 import redis
 
+from notifier.store.keys import PREFIX, account_key
 from notifier.store.tokens import EXPIRY_MARGIN, MIN_TTL, TokenStore
 from notifier.wechat.client import AccessToken
 
@@ -38,7 +39,7 @@ def test_a_missing_token_is_fetched_once_and_stored_with_a_ttl(redis_client: red
     assert source.calls == [False]
     ttl = redis_client.ttl(store.key)
     assert 7200 - EXPIRY_MARGIN - 5 <= ttl <= 7200 - EXPIRY_MARGIN
-    assert store.key == "notifier:token:wx_test"
+    assert store.key == account_key(PREFIX, "wx_test", "token")
 
 
 def test_many_workers_with_the_same_stale_token_refresh_once(redis_client: redis.Redis) -> None:

@@ -10,9 +10,11 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
-from notifier.broker.queues import CHUNK_SIZE, chunk_payloads
+from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
+from notifier.broker.wake import wake_key
 from notifier.config import Settings
 from notifier.store.campaigns import CampaignStore, split_recipient_id
+from notifier.store.keys import PREFIX, campaign_key, digest_key
 from notifier.web.app import create_app
 from tests.conftest import QueueView, signed
 
@@ -80,8 +82,8 @@ def test_a_broker_failure_queues_nothing_of_the_batch(
 ) -> None:
     chunks.down = True
     assert client.post("/v1/messages/batch", **signed(batch(150))).status_code == 503
-    assert redis_client.keys("notifier:batch:*") == []
-    assert redis_client.keys("notifier:idem:*") == []
+    assert redis_client.keys(campaign_key(PREFIX, "*")) == []
+    assert redis_client.keys(digest_key(PREFIX, "idempotency", "*")) == []
 
 
 def test_a_repeated_batch_is_answered_as_before_and_queued_once(
@@ -91,8 +93,8 @@ def test_a_repeated_batch_is_answered_as_before_and_queued_once(
     again = client.post("/v1/messages/batch", **signed(batch(120), msg_id="camp-1"))
     assert first.get_json() == again.get_json()
     assert len(chunks.published) == 2
-    assert redis_client.llen("notifier.campaigns:wake") == 2  # a token per chunk, once
-    assert redis_client.ttl("notifier.campaigns:wake") > 0
+    assert redis_client.llen(wake_key(CAMPAIGNS_QUEUE)) == 2  # a token per chunk, once
+    assert redis_client.ttl(wake_key(CAMPAIGNS_QUEUE)) > 0
 
 
 def test_batch_bodies_have_their_own_limit(settings: Settings, chunks: QueueView) -> None:

@@ -10,7 +10,10 @@ import pytest
 import redis
 from flask.testing import FlaskClient
 
+from notifier.broker.queues import MESSAGES_QUEUE
+from notifier.broker.wake import wake_key
 from notifier.config import Settings
+from notifier.store.keys import PREFIX, digest_key, message_key
 from notifier.store.messages import MessageState
 from notifier.web.app import create_app
 from tests.conftest import GOOD, QueueView, signed
@@ -143,7 +146,7 @@ def test_broker_down_gets_503_and_leaves_no_record(
     response = client.post("/v1/messages", **signed(GOOD))
     assert response.status_code == 503
     assert response.headers["Retry-After"]
-    assert redis_client.keys("notifier:msg:*") == []
+    assert redis_client.keys(message_key(PREFIX, "*")) == []
 
 
 def test_redis_unreachable_gets_503(settings: Settings, broker: QueueView) -> None:
@@ -200,8 +203,8 @@ def test_a_repeated_webhook_id_with_the_same_body_returns_the_original_answer(
     assert again.get_json() == first.get_json()
     assert len(broker.published) == 1
     # One wake-up token with the message, for one idle worker; none for the repeat.
-    assert redis_client.llen("notifier.messages:wake") == 1
-    assert redis_client.ttl("notifier.messages:wake") > 0  # gone with its queue, if that goes
+    assert redis_client.llen(wake_key(MESSAGES_QUEUE)) == 1
+    assert redis_client.ttl(wake_key(MESSAGES_QUEUE)) > 0  # gone with its queue, if that goes
 
 
 def test_a_repeated_webhook_id_with_another_body_is_a_conflict(
@@ -229,7 +232,7 @@ def test_the_idempotency_key_is_kept_at_least_a_day(
     client: FlaskClient, redis_client: redis.Redis
 ) -> None:
     assert client.post("/v1/messages", **signed(GOOD, msg_id="order-10")).status_code == 202
-    (key,) = redis_client.keys("notifier:idem:*")
+    (key,) = redis_client.keys(digest_key(PREFIX, "idempotency", "*"))
     assert redis_client.ttl(key) >= 24 * 3600 - 5
 
 

@@ -13,6 +13,7 @@ from notifier.broker.queues import CAMPAIGNS_QUEUE
 from notifier.errors import PermanentError, TransientError
 from notifier.store.campaigns import CampaignStore, Outcome, Settled
 from notifier.store.deferred import DeferredChunks
+from notifier.store.keys import PREFIX, campaign_key, msgid_key
 from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
 from notifier.store.tokens import TokenStore
@@ -29,7 +30,7 @@ CAMPAIGN_ID = "b" * 32
 @pytest.fixture
 def store(redis_client: redis.Redis) -> CampaignStore:
     # As admission leaves a batch: its record, its chunks on the queue.
-    redis_client.hset(f"notifier:batch:{CAMPAIGN_ID}", mapping={"state": "queued", "template_id": "TPL",
+    redis_client.hset(campaign_key(PREFIX, CAMPAIGN_ID), mapping={"state": "queued", "template_id": "TPL",
                       "count": 4, "chunks": 1, "created": 1.0})  # fmt: skip
     return CampaignStore(redis_client, 3600)
 
@@ -124,7 +125,7 @@ def test_outcomes_written_twice_count_and_list_each_failure_once(store: Campaign
 def test_chunks_of_an_expired_batch_send_nothing(
     campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
 ) -> None:
-    redis_client.delete(f"notifier:batch:{CAMPAIGN_ID}")
+    redis_client.delete(campaign_key(PREFIX, CAMPAIGN_ID))
     assert campaigns.deliver(CHUNK, attempt=0, last_attempt=False) == []
     assert len(responses.calls) == 0
 
@@ -176,7 +177,7 @@ def test_a_campaign_receipt_marks_the_recipient_delivered(
     campaigns.deliver(
         {**CHUNK, "recipients": CHUNK["recipients"][:1]}, attempt=0, last_attempt=False
     )
-    assert redis_client.get("notifier:msgid:777") == f"{CAMPAIGN_ID}-0".encode()
+    assert redis_client.get(msgid_key(PREFIX, 777)) == f"{CAMPAIGN_ID}-0".encode()
     assert store.apply_receipt(CAMPAIGN_ID, 0, "delivered", "success")
     assert not store.apply_receipt(CAMPAIGN_ID, 0, "delivered", "success")
     counts = _counts(store)
@@ -197,7 +198,7 @@ def test_a_receipt_that_outruns_the_recorded_send_is_applied_with_it(
     )
     assert _status(store, 3) == "failed"
     assert _status(store, 2) == "sent"
-    assert redis_client.get("notifier:receipt:778") is None  # used up
+    assert redis_client.get(msgid_key(PREFIX, 778, "early_receipt")) is None  # used up
     assert _counts(store)["failed"] == 1
 
 

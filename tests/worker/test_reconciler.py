@@ -13,8 +13,9 @@ from notifier.broker.envelopes import task_args, task_message
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGES_QUEUE
 from notifier.store.admission import Admission
 from notifier.store.campaigns import CampaignStore
+from notifier.store.keys import PREFIX, message_key, unfinished_key
 from notifier.store.messages import MessageState
-from notifier.store.unfinished import unfinished_key
+from notifier.store.unfinished import UnfinishedWork
 from notifier.worker.reconciler import Reconciler
 from tests.conftest import QueueView
 
@@ -32,7 +33,9 @@ def later(redis_client: redis.Redis) -> Callable[[float], Reconciler]:
     """A reconciler told that the time is `seconds` later than it is."""
 
     def make(seconds: float) -> Reconciler:
-        return Reconciler(redis_client, stale_after=STALE, clock=lambda: time.time() + seconds)
+        return Reconciler(
+            UnfinishedWork(redis_client), stale_after=STALE, clock=lambda: time.time() + seconds
+        )
 
     return make
 
@@ -74,8 +77,8 @@ def test_a_message_being_sent_or_final_is_not_queued_again(
 ) -> None:
     busy, done = admit(admission, 2)
     redis_client.delete(MESSAGES_QUEUE)
-    redis_client.set(f"notifier:msg:{busy}:claim", "1", ex=60)
-    redis_client.hset(f"notifier:msg:{done}", "status", "dead")
+    redis_client.set(message_key(PREFIX, busy, "claim"), "1", ex=60)
+    redis_client.hset(message_key(PREFIX, done), "status", "dead")
     assert later(STALE + 5).run()[MESSAGES_QUEUE] == 0
     assert redis_client.llen(MESSAGES_QUEUE) == 0
     # The final one leaves the set; the one being sent stays, to be looked at again.
@@ -104,7 +107,7 @@ def test_messages_returned_to_the_head_by_the_broker_do_not_make_the_rest_look_l
     for raw in taken:  # begun a minute later, then returned by kombu's restore (RPUSH)
         message_id = task_args(raw)[1][0]["id"]
         state.begin_attempt(message_id, 1)
-        redis_client.delete(f"notifier:msg:{message_id}:claim")
+        redis_client.delete(message_key(PREFIX, message_id, "claim"))
         redis_client.rpush(MESSAGES_QUEUE, raw)
     assert later(STALE + 90).run()[MESSAGES_QUEUE] == 0
     assert redis_client.llen(MESSAGES_QUEUE) == 30

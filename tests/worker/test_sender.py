@@ -8,7 +8,9 @@ import pytest
 import redis
 import responses
 
+from notifier.broker.queues import MESSAGES_QUEUE
 from notifier.errors import PermanentError, TransientError
+from notifier.store.keys import PREFIX, account_key, unfinished_key
 from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
 from notifier.store.tokens import TokenStore
@@ -137,7 +139,7 @@ def test_daily_quota_pauses_the_account_and_defers_without_calling_wechat(
     )
     assert state.status("m2") == "deferred"
     assert send.call_count == 1
-    assert redis_client.ttl("notifier:quota:wx_app:paused") > 0
+    assert redis_client.ttl(account_key(PREFIX, "wx_app", "quota")) > 0
 
 
 @responses.activate
@@ -164,12 +166,12 @@ def test_a_task_carrying_only_the_id_sends_the_payload_kept_in_the_record(
     sender: Sender, state: MessageState, redis_client: redis.Redis
 ) -> None:
     state.record_queued("m3", {**PAYLOAD, "id": "m3", "client_msg_id": "m3"})
-    redis_client.zadd("notifier:unfinished:notifier.messages", {"m3": 1.0})
+    redis_client.zadd(unfinished_key(MESSAGES_QUEUE), {"m3": 1.0})
     responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
     send = responses.post(SEND, json=ok(9))
     assert sender.deliver({"id": "m3"}, last_attempt=False) == 9
     assert json.loads(send.calls[0].request.body)["touser"] == "oUser0001"
     # Final: no longer the reconciler's, and the payload is dropped with it.
-    assert redis_client.zcard("notifier:unfinished:notifier.messages") == 0
+    assert redis_client.zcard(unfinished_key(MESSAGES_QUEUE)) == 0
     record = state.get("m3")
     assert record is not None and record.payload is None

@@ -1,0 +1,51 @@
+-- Sets the outcomes of several recipients and moves the campaign's counters with them, in
+-- one atomic step, and marks the chunk seen in its unfinished set, so a chunk still being
+-- sent is not queued again. The campaign's stored chunks live as long as its outcomes.
+-- KEYS: campaign record, outcomes, failures, unfinished set, chunks hash; then per sent
+-- recipient its msgid key and its early receipt's key.
+-- ARGV: record retention, the chunk's member in the unfinished set ('' for none), now;
+-- then six per recipient: its field, its encoded outcome, its failure entry (or ''), the
+-- position in KEYS of its msgid key (or 0), the recipient id to point it at so its
+-- delivery receipt finds it, and the position of the key where a receipt that outran
+-- the send waits (or 0).
+-- Returns those early receipts as a flat list of field, receipt.
+local ttl = ARGV[1]
+local moves = {}
+local early = {}
+if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
+local final = {sent = true, delivered = true, failed = true, dead = true}
+for i = 4, #ARGV, 6 do
+  local old = redis.call('HGET', KEYS[2], ARGV[i])
+  local old_status = old and string.match(old, '^[^|]+') or nil
+  local new_status = string.match(ARGV[i + 1], '^[^|]+')
+  -- A final outcome stays final: a second copy of a chunk never undoes the first's.
+  if old_status and final[old_status] and not final[new_status] then
+    new_status = old_status
+  else
+    redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  end
+  if old_status ~= new_status then
+    if old_status then moves[old_status] = (moves[old_status] or 0) - 1 end
+    moves[new_status] = (moves[new_status] or 0) + 1
+    -- Only on a change: a write sent again after its reply was lost lists nothing twice.
+    if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
+  end
+  local k = tonumber(ARGV[i + 3])
+  if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
+  local r = tonumber(ARGV[i + 5])
+  if r > 0 then
+    local receipt = redis.call('GETDEL', KEYS[r])
+    if receipt then
+      table.insert(early, ARGV[i])
+      table.insert(early, receipt)
+    end
+  end
+end
+for status, n in pairs(moves) do
+  if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('EXPIRE', KEYS[3], ttl) end
+if redis.call('EXISTS', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], ttl) end
+redis.call('EXPIRE', KEYS[2], ttl)
+redis.call('EXPIRE', KEYS[1], ttl)
+return early
