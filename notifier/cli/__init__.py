@@ -1,1 +1,1 @@
-"""TODO."""
+"""The `notifier` command: signed test sends, secrets, operator commands, the dev tools' doors."""

