@@ -36,7 +36,7 @@ def _redact_logs(logger: logging.Logger, **_: Any) -> None:
 def _redact_task_args(
     sender: str | None = None, body: Any = None, headers: dict[str, Any] | None = None, **_: Any
 ) -> None:
-    """Name only the message or batch id in what Celery publishes for our tasks.
+    """Name only the message or campaign id in what Celery publishes for our tasks.
 
     Celery copies a repr of the arguments (a follower's openid, the template data) into
     each message's headers, and from there into Flower and the worker's events. Intake's

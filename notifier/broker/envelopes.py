@@ -72,7 +72,7 @@ def _fresh_uuid() -> str:
 
 
 def args_summary(args: Sequence[Any]) -> str:
-    """What Flower and the logs show for a task's arguments: the message or batch id only.
+    """What Flower and the logs show for a task's arguments: the message or campaign id only.
 
     A task's arguments carry a follower's openid and the template data, which must not
     spread to every place Celery copies its `argsrepr` header.

@@ -1,4 +1,4 @@
-"""Putting accepted messages on the broker: the hand-off between the intake and the workers."""
+"""Queue and task names, and the payloads a message or a campaign becomes on the queues."""
 
 from __future__ import annotations
 
@@ -32,13 +32,13 @@ def task_payload(message_id: str, message: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def chunk_payloads(campaign_id: str, batch: dict[str, Any]) -> list[dict[str, Any]]:
-    """Split a validated batch into chunks, stored per campaign: shared fields once per chunk."""
+def chunk_payloads(campaign_id: str, campaign: dict[str, Any]) -> list[dict[str, Any]]:
+    """Split a validated campaign into chunks, stored per campaign: shared fields once per chunk."""
     shared: dict[str, Any] = {
-        k: batch[k] for k in ("template_id", "data", "url", "miniprogram") if k in batch
+        k: campaign[k] for k in ("template_id", "data", "url", "miniprogram") if k in campaign
     }
     recipients = [
-        [index, r["touser"], r.get("data")] for index, r in enumerate(batch["recipients"])
+        [index, r["touser"], r.get("data")] for index, r in enumerate(campaign["recipients"])
     ]
     return [
         {"batch": campaign_id, **shared, "recipients": recipients[start : start + CHUNK_SIZE]}

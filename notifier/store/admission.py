@@ -92,7 +92,7 @@ class Admission:
                 self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
-    def batch(self, webhook_id: str, body: bytes, batch: dict[str, Any]) -> Admitted:
+    def campaign(self, webhook_id: str, body: bytes, campaign: dict[str, Any]) -> Admitted:
         """Record a campaign and queue all of its chunks, unless `webhook_id` was seen before.
 
         Raises:
@@ -101,7 +101,7 @@ class Admission:
         """
         campaign_id = new_message_id()
         now = round(self._clock(), 3)
-        chunks = chunk_payloads(campaign_id, batch)
+        chunks = chunk_payloads(campaign_id, campaign)
         per_chunk: list[str] = []
         for number, chunk in enumerate(chunks):
             member = chunk_member(campaign_id, number)
@@ -110,8 +110,8 @@ class Admission:
         keys = [self._idem_key(webhook_id), campaign_key(self._prefix, campaign_id),
                 *queue_keys(CAMPAIGNS_QUEUE),
                 campaign_key(self._prefix, campaign_id, "chunks")]  # fmt: skip
-        args = [_digest(body), campaign_id, now, batch["template_id"],
-                len(batch["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
+        args = [_digest(body), campaign_id, now, campaign["template_id"],
+                len(campaign["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
                 *PUSH_LIMITS, *per_chunk]  # fmt: skip
         return self._run(self._campaign, keys, args, campaign_id)
 

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+import redis
 
 from notifier.store.keys import PREFIX, account_key
 from notifier.store.scripts import source
-
-if TYPE_CHECKING:  # not at run time: celeryconfig imports this module (see test_config)
-    import redis
 
 
 class RateLimiter:

@@ -17,7 +17,7 @@ _schema = CampaignSchema()
 
 
 @bp.post("/v1/messages/batch")
-def create_batch() -> Response | tuple[Response, int]:
+def create_campaign() -> Response | tuple[Response, int]:
     """Accept a signed campaign; every chunk of it is on the broker before the 202 leaves."""
     svc = web_context()
 
@@ -28,16 +28,16 @@ def create_batch() -> Response | tuple[Response, int]:
             "status": "queued",
         }
 
-    return accept(svc.settings.max_batch_bytes, _schema, svc.admission.batch, answer)
+    return accept(svc.settings.max_batch_bytes, _schema, svc.admission.campaign, answer)
 
 
 @bp.get("/v1/batches/<campaign_id>")
 @bearer_required
-def batch_status(campaign_id: str) -> Response:
+def campaign_status(campaign_id: str) -> Response:
     """Counts per status and a page of failed recipients (`?offset=&limit=`)."""
     offset = min(max(request.args.get("offset", 0, type=int) or 0, 0), 10**9)
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
     summary = web_context().stores.campaigns.summary(campaign_id[:64], offset, limit)
     if summary is None:
-        return problem(404, f"no batch {campaign_id[:64]!r} (unknown, or past its retention)")
+        return problem(404, f"no campaign {campaign_id[:64]!r} (unknown, or past its retention)")
     return jsonify(summary)

@@ -75,7 +75,7 @@ class CampaignSender:
         A chunk with none to retry has finished and leaves the unfinished set.
         """
         campaign_id = chunk["batch"]
-        if not self._batch_ready(campaign_id):
+        if not self._campaign_known(campaign_id):
             self._finish(chunk)
             return []
         done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
@@ -139,7 +139,7 @@ class CampaignSender:
         settled = [Settled(index, outcome, touser, errmsg) for index, touser, _ in rest]
         self._campaigns.record_many(campaign_id, settled)
         self._finish(chunk)
-        log.error("batch %s: %d recipients %s: errcode %d %s", campaign_id, len(rest), status,
+        log.error("campaign %s: %d recipients %s: errcode %d %s", campaign_id, len(rest), status,
                   errcode, errmsg)  # fmt: skip
         return len(rest)
 
@@ -153,10 +153,10 @@ class CampaignSender:
         if "chunk" in chunk:
             self._campaigns.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
 
-    def _batch_ready(self, campaign_id: str) -> bool:
-        """A chunk whose batch record is gone (past its retention) has nobody to report to."""
+    def _campaign_known(self, campaign_id: str) -> bool:
+        """A chunk whose campaign record is gone (past its retention) has nobody to report to."""
         if self._campaigns.state(campaign_id) is None:
-            log.warning("batch %s is unknown or expired; dropping its chunk", campaign_id)
+            log.warning("campaign %s is unknown or expired; dropping its chunk", campaign_id)
             return False
         return True
 

@@ -118,7 +118,7 @@ def test_a_lost_campaign_chunk_is_queued_again_and_a_finished_one_forgotten(
 ) -> None:
     people = [{"touser": f"oPerson{i:06d}"} for i in range(150)]
     batch = {"template_id": "T", "data": {"k": {"value": "v"}}, "recipients": people}
-    campaign_id = admission.batch("camp", b"{}", batch).id
+    campaign_id = admission.campaign("camp", b"{}", batch).id
     redis_client.delete(CAMPAIGNS_QUEUE)  # both chunks taken, both lost
     CampaignStore(redis_client, 3600).finish_chunk(
         campaign_id, 1
