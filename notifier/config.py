@@ -4,36 +4,20 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
-from urllib.parse import urlsplit
-from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]  # untyped, public
 
-from notifier.errors import ConfigError, SignatureError
-from notifier.signature import secret_key
+from notifier import parsing
+from notifier.errors import ConfigError
 
 _TOKEN_APIS = ("stable", "classic")
 # notifier's own Redis transport (notifier/broker/transport.py), or kombu's stock one.
 _BROKER_TRANSPORTS = ("fast", "kombu")
-
-# A rate as Celery writes one too: a number of sends per second, minute or hour.
-RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
-_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate(text: str) -> float:
-    """Turn '500/s', '3000/m' or '100000/h' into sends per second.
-
-    Raises:
-        ValueError: the text is not of that form, or the rate is not positive.
-    """
-    match = RATE.match(text.strip())
-    if not match or float(match.group(1)) <= 0:
-        raise ValueError(f"not a rate like 500/s: {text!r}")
-    return float(match.group(1)) / _PER[match.group(2)]
+# Plain lines for a person at a terminal, or one JSON object a line for a log pipeline.
+_LOG_FORMATS = ("text", "json")
+_KIB, _MIB = 1024, 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -60,9 +44,17 @@ class Settings:
     send_max_retries: int = 8
     send_retry_backoff_max: int = 30
     visibility_timeout: int = 90
+    # The account's circuit breaker (notifier/store/breaker.py); 0 minimum calls: switched off.
+    breaker_min_calls: int = 20
+    breaker_error_rate: float = 0.5
+    breaker_window: float = 10.0
+    breaker_sleep: float = 30.0
     broker_transport: str = "fast"
     log_level: str = "INFO"
+    log_format: str = "text"
     api_tokens: tuple[str, ...] = ()
+    # The bearer token GET /metrics asks for; empty: the endpoint is open (a private network).
+    metrics_token: str = ""
     status_retention: int = 7 * 24 * 3600
     idempotency_ttl: int = 24 * 3600
     wechat_callback_token: str = ""
@@ -93,8 +85,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     transport = env.get("BROKER_TRANSPORT", "").strip().lower() or "fast"
     if transport not in _BROKER_TRANSPORTS:
         raise ConfigError(f"BROKER_TRANSPORT must be 'fast' or 'kombu', not {transport!r}")
+    log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in _LOG_FORMATS:
+        raise ConfigError(f"LOG_FORMAT must be 'text' or 'json', not {log_format!r}")
     rate = env.get("SEND_RATE_LIMIT", "").strip() or None
-    if rate is not None and not RATE.match(rate):
+    if rate is not None and not parsing.RATE.match(rate):
         raise ConfigError(f"SEND_RATE_LIMIT must look like 200/s, 600/m or 10000/h, not {rate!r}")
     settings = Settings(
         redis_url=env.get("REDIS_URL", "").strip() or Settings.redis_url,
@@ -104,41 +99,49 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             "/"
         ),
         wechat_token_api=token_api,
-        wechat_connect_timeout=_number(env, "WECHAT_CONNECT_TIMEOUT", 3.05, 0.1, 60),
-        wechat_read_timeout=_number(env, "WECHAT_READ_TIMEOUT", 10.0, 0.1, 60),
+        wechat_connect_timeout=parsing.number(env, "WECHAT_CONNECT_TIMEOUT", 3.05, 0.1, 60),
+        wechat_read_timeout=parsing.number(env, "WECHAT_READ_TIMEOUT", 10.0, 0.1, 60),
         wechat_ca_bundle=(
             env.get("REQUESTS_CA_BUNDLE", "").strip() or env.get("CURL_CA_BUNDLE", "").strip()
         )
         or None,
-        wechat_proxies=_proxies(
+        wechat_proxies=parsing.proxies(
             env, env.get("WECHAT_API_BASE", "").strip() or Settings.wechat_api_base
         ),
-        webhook_secrets=_secrets(env.get("WEBHOOK_SECRET", "")),
-        port=int(_number(env, "PORT", 8000, 1, 65535)),
-        max_body_bytes=int(_number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)),
-        max_batch_bytes=int(
-            _number(env, "MAX_BATCH_BODY_BYTES", 4 * 1024 * 1024, 1024, 64 * 1024 * 1024)
+        webhook_secrets=parsing.webhook_secrets(env.get("WEBHOOK_SECRET", "")),
+        port=int(parsing.number(env, "PORT", 8000, 1, 65535)),
+        max_body_bytes=int(
+            parsing.number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)
         ),
+        max_batch_bytes=int(parsing.number(env, "MAX_BATCH_BODY_BYTES", 4 * _MIB, _KIB, 64 * _MIB)),
         send_rate_limit=rate,
-        wechat_send_rate=_fleet_rate(env.get("WECHAT_SEND_RATE", "")),
-        send_max_retries=int(_number(env, "SEND_MAX_RETRIES", 8, 0, 100)),
-        send_retry_backoff_max=int(_number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
+        wechat_send_rate=parsing.fleet_rate(env.get("WECHAT_SEND_RATE", "")),
+        send_max_retries=int(parsing.number(env, "SEND_MAX_RETRIES", 8, 0, 100)),
+        send_retry_backoff_max=int(parsing.number(env, "SEND_RETRY_BACKOFF_MAX", 30, 1, 3600)),
         # Below WeChat's 10-minute client_msg_id window, so a redelivery is de-duplicated.
-        visibility_timeout=int(_number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 540)),
+        visibility_timeout=int(parsing.number(env, "BROKER_VISIBILITY_TIMEOUT", 90, 10, 540)),
+        breaker_min_calls=int(parsing.number(env, "BREAKER_MIN_CALLS", 20, 0, 1_000_000)),
+        breaker_error_rate=parsing.number(env, "BREAKER_ERROR_RATE", 0.5, 0.01, 1),
+        breaker_window=parsing.number(env, "BREAKER_WINDOW_SECONDS", 10, 1, 300),
+        breaker_sleep=parsing.number(env, "BREAKER_SLEEP_SECONDS", 30, 1, 270),
         broker_transport=transport,
         log_level=(env.get("LOG_LEVEL", "").strip() or "INFO").upper(),
-        api_tokens=_api_tokens(env.get("API_TOKENS", "")),
-        status_retention=int(_number(env, "STATUS_RETENTION_DAYS", 7, 1, 365) * 86400),
-        idempotency_ttl=int(_number(env, "IDEMPOTENCY_TTL_HOURS", 24, 24, 24 * 30) * 3600),
+        log_format=log_format,
+        api_tokens=parsing.api_tokens(env.get("API_TOKENS", "")),
+        metrics_token=parsing.metrics_token(env.get("METRICS_TOKEN", "")),
+        status_retention=int(parsing.number(env, "STATUS_RETENTION_DAYS", 7, 1, 365) * 86400),
+        idempotency_ttl=int(parsing.number(env, "IDEMPOTENCY_TTL_HOURS", 24, 24, 24 * 30) * 3600),
         wechat_callback_token=env.get("WECHAT_CALLBACK_TOKEN", "").strip(),
-        wechat_encoding_aes_key=_aes_key(env.get("WECHAT_ENCODING_AES_KEY", "")),
+        wechat_encoding_aes_key=parsing.aes_key(env.get("WECHAT_ENCODING_AES_KEY", "")),
     )
     if not settings.redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
-    if settings.send_retry_backoff_max * 2 > settings.visibility_timeout:
+    # Backoff and breaker waits are countdowns: kept well below the visibility timeout.
+    longest_wait = max(settings.send_retry_backoff_max, settings.breaker_sleep)
+    if longest_wait * 2 > settings.visibility_timeout:
         raise ConfigError(
-            "BROKER_VISIBILITY_TIMEOUT must be at least twice SEND_RETRY_BACKOFF_MAX, "
-            "or a waiting retry would be redelivered and run twice"
+            "BROKER_VISIBILITY_TIMEOUT must be at least twice SEND_RETRY_BACKOFF_MAX and "
+            "BREAKER_SLEEP_SECONDS, or a waiting retry would be redelivered and run twice"
         )
     return settings
 
@@ -146,79 +149,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _require(name: str, value: str) -> None:
     if not value:
         raise ConfigError(f"{name} is not set")
-
-
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {raw}")
-    return value
-
-
-def _proxies(env: Mapping[str, str], api_base: str) -> tuple[tuple[str, str], ...]:
-    """WeChat's egress proxy from HTTPS_PROXY, HTTP_PROXY or ALL_PROXY, unless NO_PROXY skips it."""
-
-    def get(name: str) -> str:
-        return (env.get(name.lower(), "") or env.get(name.upper(), "")).strip()
-
-    base = urlsplit(api_base)
-    scheme = base.scheme or "https"
-    proxy = get(f"{scheme}_proxy") or get("all_proxy")
-    no_proxy = get("no_proxy")
-    # The standard library's NO_PROXY rules, not requests': importing requests here would
-    # load urllib3's ssl before a gevent worker patches it (see tests/test_config.py).
-    host = base.hostname or ""
-    if not proxy or (no_proxy and proxy_bypass_environment(host, {"no": no_proxy})):
-        return ()
-    return ((scheme, proxy),)
-
-
-def _fleet_rate(raw: str) -> float | None:
-    if not raw.strip():
-        return None
-    try:
-        return parse_rate(raw)
-    except ValueError:
-        raise ConfigError(
-            f"WECHAT_SEND_RATE must look like 500/s or 20000/m, not {raw!r}"
-        ) from None
-
-
-def _api_tokens(raw: str) -> tuple[str, ...]:
-    tokens = tuple(raw.split())
-    if any(len(token) < 16 for token in tokens):
-        raise ConfigError("API_TOKENS must hold tokens of at least 16 characters, space-separated")
-    return tokens
-
-
-def _aes_key(raw: str) -> str:
-    key = raw.strip()
-    if key and not re.fullmatch(r"[A-Za-z0-9+/]{43}", key):
-        raise ConfigError("WECHAT_ENCODING_AES_KEY must be the 43 characters WeChat shows")
-    return key
-
-
-def _secrets(raw: str) -> tuple[str, ...]:
-    secrets = tuple(raw.split())
-    for secret in secrets:
-        if not secret.startswith("whsec_") or len(secret) < 16 or not _decodes(secret):
-            # Never echo the value: it is a secret even when malformed.
-            raise ConfigError("WEBHOOK_SECRET must hold whsec_<base64> secrets, space-separated")
-    return secrets
-
-
-def _decodes(secret: str) -> bool:
-    try:
-        secret_key(secret)
-    except SignatureError:
-        return False
-    return True
 
 
 # Exit status for a configuration error; gunicorn's master halts on it instead of respawning.
@@ -251,17 +181,3 @@ def current() -> Settings:
         return load_settings()
     except ConfigError as exc:
         exit_on(exc)
-
-
-def env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    """`${NAME:-default}` as a whole number: unset or empty means the default."""
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
-from notifier.config import env_int
+from notifier.parsing import env_int
 
 # gunicorn: WEB_CONCURRENCY processes of WEB_THREADS gthread threads.
 WEB_WORKERS = 2

@@ -153,3 +153,21 @@ def test_loading_the_celery_config_imports_no_client_library() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_the_breaker_defaults_and_its_limits() -> None:
+    settings = load_settings({})
+    assert (settings.breaker_min_calls, settings.breaker_error_rate, settings.breaker_window,
+            settings.breaker_sleep) == (20, 0.5, 10, 30)  # fmt: skip
+    assert load_settings({"BREAKER_MIN_CALLS": "0"}).breaker_min_calls == 0  # switched off
+    for env, named in [
+        ({"BREAKER_ERROR_RATE": "50%"}, "BREAKER_ERROR_RATE"),
+        ({"BREAKER_ERROR_RATE": "0"}, "BREAKER_ERROR_RATE"),
+        ({"BREAKER_MIN_CALLS": "-1"}, "BREAKER_MIN_CALLS"),
+        ({"BREAKER_WINDOW_SECONDS": "0"}, "BREAKER_WINDOW_SECONDS"),
+        # A message waiting for the breaker is a countdown: well below the visibility timeout.
+        ({"BREAKER_SLEEP_SECONDS": "60"}, "BREAKER_SLEEP_SECONDS"),
+        ({"BREAKER_SLEEP_SECONDS": "40", "BROKER_VISIBILITY_TIMEOUT": "60"}, "BREAKER_SLEEP"),
+    ]:
+        with pytest.raises(ConfigError, match=named):
+            load_settings(env)

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import click
 from celery import Celery, signals
 
 from notifier import logs
@@ -28,8 +29,31 @@ def _check_worker_settings(**_: Any) -> None:
 
 @signals.after_setup_logger.connect
 @signals.after_setup_task_logger.connect
-def _redact_logs(logger: logging.Logger, **_: Any) -> None:
-    logs.install(logger)
+def _set_up_logs(logger: logging.Logger, **_: Any) -> None:
+    """Mask secrets in every Celery process, and write LOG_FORMAT's lines, Celery's own too."""
+    # Called for the root, whose handlers carry Celery's loggers, and for the task logger,
+    # which has a handler of its own.
+    logs.install(logger, fmt=current().log_format, role=_role())
+
+
+def _role() -> str:
+    """The Celery command this process runs (worker, beat), as its lines name its role."""
+    command = click.get_current_context(silent=True)
+    return (command.info_name if command else None) or "celery"
+
+
+@signals.task_prerun.connect
+def _start_task_context(task_id: str = "", args: Any = None, **_: Any) -> None:
+    """Every line a task logs names the task, and the message or campaign it works on."""
+    # Our tasks' first argument names its work: {"id": message} or {"batch": campaign, ...}.
+    work = args[0] if args and isinstance(args[0], dict) else {}
+    logs.start(task_id=task_id, message_id=work.get("id"), campaign_id=work.get("batch"))
+
+
+@signals.task_postrun.connect
+def _end_task_context(**_: Any) -> None:
+    """Lines between tasks belong to none: the next task starts its own context."""
+    logs.start()
 
 
 @signals.before_task_publish.connect

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import requests
 
-from notifier.config import env_int
 from notifier.devtools.redis_server import RedisServer, free_port
+from notifier.parsing import env_int
 from notifier.processes import FLOWER_PORT, WEB_PORT, WEB_THREADS, WEB_WORKERS, WORKERS
 from notifier.processes import worker_pool as worker_pool  # for the tests' workers
 from notifier.signature import new_secret

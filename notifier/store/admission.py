@@ -27,7 +27,7 @@ from notifier.broker.queues import (
     task_payload,
 )
 from notifier.errors import BrokerUnavailable, NotifierError
-from notifier.store.keys import PREFIX, campaign_key, digest_key, message_key
+from notifier.store.keys import PREFIX, campaign_key, digest_key, message_key, metrics_key
 from notifier.store.replies import text
 from notifier.store.scripts import source
 from notifier.store.unfinished import (
@@ -65,14 +65,19 @@ class Admission:
         self._idempotency_ttl = idempotency_ttl
         self._retention = retention
         self._prefix = prefix
+        self._counters = metrics_key(prefix, "counters")
         self._clock = clock
         self._pool = client.connection_pool
         self._held = threading.local()
         self._message = client.register_script(source("admit_message"))
         self._campaign = client.register_script(source("admit_campaign"))
 
-    def message(self, webhook_id: str, body: bytes, message: dict[str, Any]) -> Admitted:
+    def message(
+        self, webhook_id: str, body: bytes, message: dict[str, Any], trace: str = ""
+    ) -> Admitted:
         """Record and queue one validated message, unless `webhook_id` was seen before.
+
+        `trace`, the request's trace id, is kept with the payload for the worker's log lines.
 
         Raises:
             IdempotencyConflict: the webhook-id was used with another body.
@@ -83,17 +88,22 @@ class Admission:
         entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
         # The task carries the id only (it names the task in Flower too); the payload
         # stays in the record, where the sender and the reconciler read it.
-        payload = json.dumps(task_payload(message_id, message), separators=(",", ":"),
-                             ensure_ascii=False)  # fmt: skip
+        # The trace rides in the payload as bookkeeping, like the id; neither goes to WeChat.
+        fields = task_payload(message_id, message) | ({"trace": trace} if trace else {})
+        payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
         keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
                 message_key(self._prefix, message_id, "history"),
-                *queue_keys(MESSAGES_QUEUE)]  # fmt: skip
+                *queue_keys(MESSAGES_QUEUE), self._counters]  # fmt: skip
         args = [_digest(body), message_id, now, entry, message_envelope(message_id, now),
                 self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
-    def campaign(self, webhook_id: str, body: bytes, campaign: dict[str, Any]) -> Admitted:
+    def campaign(
+        self, webhook_id: str, body: bytes, campaign: dict[str, Any], trace: str = ""
+    ) -> Admitted:
         """Record a campaign and queue all of its chunks, unless `webhook_id` was seen before.
+
+        `trace`, the request's trace id, is kept once in the campaign's record, not per chunk.
 
         Raises:
             IdempotencyConflict: the webhook-id was used with another body.
@@ -109,10 +119,10 @@ class Admission:
                           json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
         keys = [self._idem_key(webhook_id), campaign_key(self._prefix, campaign_id),
                 *queue_keys(CAMPAIGNS_QUEUE),
-                campaign_key(self._prefix, campaign_id, "chunks")]  # fmt: skip
+                campaign_key(self._prefix, campaign_id, "chunks"), self._counters]  # fmt: skip
         args = [_digest(body), campaign_id, now, campaign["template_id"],
                 len(campaign["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
-                *PUSH_LIMITS, *per_chunk]  # fmt: skip
+                *PUSH_LIMITS, trace, *per_chunk]  # fmt: skip
         return self._run(self._campaign, keys, args, campaign_id)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:

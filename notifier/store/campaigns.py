@@ -16,6 +16,7 @@ import redis
 from notifier.broker.queues import CAMPAIGNS_QUEUE
 from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
 from notifier.store.messages import FINAL, early_receipt
+from notifier.store.metrics import Tally, metrics_keys
 from notifier.store.record import iso
 from notifier.store.replies import maybe_text, text
 from notifier.store.scripts import source
@@ -105,6 +106,15 @@ class CampaignStore:
         """The campaign's state, or None when it is unknown (or expired)."""
         return maybe_text(self._redis.hget(self._key(campaign_id), "state"))
 
+    def trace(self, campaign_id: str) -> str | None:
+        """The trace id of the request that admitted the campaign, for its chunks' log lines."""
+        return maybe_text(self._redis.hget(self._key(campaign_id), "trace")) or None
+
+    def admitted(self, campaign_id: str) -> float | None:
+        """When the campaign was admitted (its 202), or None when it is unknown (or expired)."""
+        created = self._redis.hget(self._key(campaign_id), "created")
+        return float(created) if created is not None else None
+
     def final_indexes(self, campaign_id: str, indexes: Iterable[int]) -> set[int]:
         """Those of `indexes` whose recipients reached a final state (never to be resent)."""
         wanted = list(indexes)
@@ -124,18 +134,22 @@ class CampaignStore:
         self.record_many(campaign_id, [Settled(index, outcome, touser, errmsg)])
 
     def record_many(
-        self, campaign_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0
-    ) -> None:
+        self, campaign_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0,
+        tally: Tally | None = None,
+    ) -> None:  # fmt: skip
         """Store the outcomes of several recipients of a campaign in one round trip.
 
-        `chunk`, the number of the chunk being sent, is marked seen at `now` as well.
+        `chunk`, the number of the chunk being sent, is marked seen at `now` as well, and
+        what `tally` gathered meanwhile is written with the outcomes.
         """
         if not settled:
             return
         keys = [self._key(campaign_id), self._outcomes(campaign_id), self._failures(campaign_id),
-                self.unfinished, campaign_key(self._prefix, campaign_id, "chunks")]  # fmt: skip
+                self.unfinished, campaign_key(self._prefix, campaign_id, "chunks"),
+                *metrics_keys(self._prefix)]  # fmt: skip
         member = chunk_member(campaign_id, chunk) if chunk is not None else ""
-        args: list[str | int | float] = [self._retention, member, round(now, 3)]
+        args: list[str | int | float] = [self._retention, member, round(now, 3),
+                                         *(tally or Tally()).lua_args()]  # fmt: skip
         for item in settled:
             outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
             if outcome.status == "sent" and outcome.msgid is not None:

@@ -18,8 +18,13 @@ _CAMPAIGN = {"record": "", "chunks": ":chunks", "outcomes": ":r", "failures": ":
 _MSGID = {"message_id": "msgid", "early_receipt": "receipt"}
 _DIGEST = {"idempotency": "idem", "callback_nonce": "callback-nonce"}
 _ACCOUNT = {"quota": "quota:{}:paused", "rate": "rate:{}", "token": "token:{}",
-            "token_lock": "token:{}:lock"}  # fmt: skip
+            "token_lock": "token:{}:lock", "breaker": "breaker:{}",
+            "breaker_trial": "breaker:{}:trial"}  # fmt: skip
+AccountKind = Literal["quota", "rate", "token", "token_lock", "breaker", "breaker_trial"]
 _DEFERRED = {"parked": "", "moving": ":moving"}
+# The fleet's metrics: one hash of counters, one hash of bucket counts per histogram.
+_METRICS = {"counters": "", "send_latency": ":send_latency", "wechat_request": ":wechat_request"}
+MetricsKind = Literal["counters", "send_latency", "wechat_request"]
 
 
 def message_key(
@@ -62,11 +67,11 @@ def digest_key(prefix: str, kind: Literal["idempotency", "callback_nonce"], dige
     return f"{prefix}:{_DIGEST[kind]}:{digest}"
 
 
-def account_key(
-    prefix: str, app_id: str, kind: Literal["quota", "rate", "token", "token_lock"]
-) -> str:
+def account_key(prefix: str, app_id: str, kind: AccountKind) -> str:
     """A WeChat account's keys, shared by every worker: its daily-quota pause, its send-rate
-    token bucket, its access token, and the lock of the one process refreshing it."""
+    token bucket, its access token, the lock of the one process refreshing it, its circuit
+    breaker (a hash: open until when, or the rolling window's counts) and the key held by
+    the one trial call of a breaker whose sleep is over."""
     return f"{prefix}:" + _ACCOUNT[kind].format(app_id)
 
 
@@ -79,6 +84,13 @@ def deferred_chunks_key(part: Literal["parked", "moving"] = "parked") -> str:
     """Campaign chunks held back by the daily quota (a list of their references), and
     where an older version's release kept one between moving and publishing it."""
     return f"{PREFIX}:deferred-chunks{_DEFERRED[part]}"
+
+
+def metrics_key(prefix: str, kind: MetricsKind) -> str:
+    """The fleet's metrics, never expiring: the counters (a hash of field -> count, laid out
+    in notifier/store/metrics.py), and each histogram's buckets (upper bound -> count, and
+    `sum`), moved by the scripts that already run per message."""
+    return f"{prefix}:metrics{_METRICS[kind]}"
 
 
 def absent_key(prefix: str) -> str:

@@ -11,6 +11,7 @@ import redis
 
 from notifier.broker.queues import MESSAGES_QUEUE
 from notifier.store.keys import PREFIX, index_key, message_key, msgid_key, unfinished_key
+from notifier.store.metrics import Tally, metrics_keys
 from notifier.store.record import DEFAULT_RETENTION, MessageRecord, iso
 from notifier.store.replies import maybe_text, text
 from notifier.store.scripts import source
@@ -60,6 +61,7 @@ class MessageState:
         self.dead_index = index_key(prefix, "dead")
         self.deferred_index = index_key(prefix, "deferred")
         self.unfinished = unfinished_key(MESSAGES_QUEUE)
+        self._metrics = metrics_keys(prefix)
         self._requeue = client.register_script(source("requeue"))
         self._receipt = client.register_script(source("receipt"))
         self._begin = client.register_script(source("begin"))
@@ -75,25 +77,33 @@ class MessageState:
         return maybe_text(self._redis.hget(self._key(message_id), "status"))
 
     def begin_attempt(
-        self, message_id: str, claim_seconds: int
+        self, message_id: str, claim_seconds: int, tally: Tally | None = None
     ) -> tuple[int, str, dict[str, Any] | None]:
-        """Claim and count an attempt.
+        """Claim and count an attempt; a claimed one gives `tally` its admission time.
 
         Returns (attempts, status, stored payload) when claimed, (0, final status, None)
         when there is nothing to send ('' for an unknown id), (-1, claim TTL, None) when
         another worker holds the claim.
         """
-        keys = [self._key(message_id), self._claim_key(message_id), self.unfinished]
+        keys = [self._key(message_id), self._claim_key(message_id), self.unfinished,
+                self._history_key(message_id)]  # fmt: skip
         args = [claim_seconds, self._retention, message_id, round(self._clock(), 3)]
         result, detail, *rest = self._begin(keys=keys, args=args)
         stored = json.loads(rest[0]) if rest and rest[0] else None
+        if tally is not None and len(rest) > 1 and rest[1]:
+            tally.admitted = float(rest[1])
         return int(result), text(detail), stored
 
     def release(self, message_id: str) -> None:
         """Give the claim back once an attempt has ended."""
         self._redis.delete(self._claim_key(message_id))
 
-    def record_sent(self, message_id: str, msgid: int) -> None:
+    def seen(self, message_id: str) -> None:
+        """Mark a message seen by a worker that leaves it waiting (its task published again
+        for later), so the reconciler does not take it for lost."""
+        self._redis.zadd(self.unfinished, {message_id: round(self._clock(), 3)}, xx=True)
+
+    def record_sent(self, message_id: str, msgid: int, tally: Tally | None = None) -> None:
         """Mark the message accepted by WeChat, remember its msgid, and release its claim."""
         now = round(self._clock(), 3)
         keys = [
@@ -103,32 +113,51 @@ class MessageState:
             self.msgid_key(msgid),
             self.early_receipt_key(msgid),
             self.unfinished,
+            *self._metrics,
         ]
+        tally = tally or Tally()
+        tally.sent(now)
         entry = json.dumps({"status": SENT, "at": now}, separators=(",", ":"))
-        early = self._sent(keys=keys, args=[now, msgid, entry, self._retention, message_id])
+        args = [now, msgid, entry, self._retention, message_id, *tally.lua_args()]
+        early = self._sent(keys=keys, args=args)
         if early:
             # WeChat's receipt outran our own bookkeeping; apply it now.
             self.record_receipt(message_id, *early_receipt(early))
 
-    def record_retrying(self, message_id: str, errcode: int, errmsg: str) -> None:
+    def record_retrying(
+        self, message_id: str, errcode: int, errmsg: str, tally: Tally | None = None
+    ) -> None:
         """Mark a transient failure that will be retried; its retry counts as seen now."""
         pipe = self._redis.pipeline()
         fields = {"errcode": errcode, "errmsg": errmsg}
         now = self._transition(message_id, RETRYING, fields, pipe=pipe)
         pipe.zadd(self.unfinished, {message_id: now}, xx=True)
+        tally = tally or Tally()
+        tally.count("retries")
+        tally.write(pipe, self._prefix)
         pipe.execute()
 
-    def record_failed(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
+    def record_failed(
+        self, message_id: str, errcode: int, errmsg: str, payload: Any, tally: Tally | None = None
+    ) -> None:
         """Mark a permanent failure, keeping the payload so an operator can replay it."""
-        self._park(message_id, FAILED, errcode, errmsg, payload, self.dead_index)
+        tally = tally or Tally()
+        tally.count(f"failed:{errcode}")
+        self._park(message_id, FAILED, errcode, errmsg, payload, self.dead_index, tally)
 
-    def record_dead(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
+    def record_dead(
+        self, message_id: str, errcode: int, errmsg: str, payload: Any, tally: Tally | None = None
+    ) -> None:
         """Mark a message whose retries are exhausted, keeping its payload."""
-        self._park(message_id, DEAD, errcode, errmsg, payload, self.dead_index)
+        tally = tally or Tally()
+        tally.count("dead")
+        self._park(message_id, DEAD, errcode, errmsg, payload, self.dead_index, tally)
 
-    def record_deferred(self, message_id: str, errcode: int, errmsg: str, payload: Any) -> None:
+    def record_deferred(
+        self, message_id: str, errcode: int, errmsg: str, payload: Any, tally: Tally | None = None
+    ) -> None:
         """Mark a message held back by the account's daily quota, keeping its payload."""
-        self._park(message_id, DEFERRED, errcode, errmsg, payload, self.deferred_index)
+        self._park(message_id, DEFERRED, errcode, errmsg, payload, self.deferred_index, tally)
 
     def keep_early_receipt(self, msgid: int, status: str, reason: str) -> None:
         """Hold a receipt that arrived before the send was recorded, for record_sent to apply."""
@@ -204,9 +233,12 @@ class MessageState:
         )
 
     def _park(
-        self, message_id: str, status: str, errcode: int, errmsg: str, payload: Any, index: str
-    ) -> None:
+        self, message_id: str, status: str, errcode: int, errmsg: str, payload: Any, index: str,
+        tally: Tally | None,
+    ) -> None:  # fmt: skip
         pipe = self._redis.pipeline()
+        if tally is not None:  # counted in the same transaction as the status it counts
+            tally.write(pipe, self._prefix)
         fields: dict[str, Any] = {"errcode": errcode, "errmsg": errmsg}
         if is_payload(payload):  # else the record kept the payload from admission
             fields["payload"] = json.dumps(payload)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import redis
 
 from notifier.config import Settings
+from notifier.store.breaker import Breaker, BreakerPolicy
 from notifier.store.campaigns import CampaignStore
 from notifier.store.deferred import DeferredChunks
 from notifier.store.messages import MessageState
@@ -18,7 +19,8 @@ from notifier.store.unfinished import UnfinishedWork
 
 @dataclass(frozen=True)
 class Stores:
-    """Redis and the records kept in it; `quota` is None without WECHAT_APP_ID."""
+    """Redis and the records kept in it; `quota` and `breaker` are None without WECHAT_APP_ID,
+    and `breaker` too when BREAKER_MIN_CALLS=0 switches it off."""
 
     connection: redis.Redis
     messages: MessageState
@@ -26,6 +28,7 @@ class Stores:
     deferred: DeferredChunks
     replayer: Replayer
     quota: QuotaGate | None
+    breaker: Breaker | None
     callback_nonces: ReplayGuard
     unfinished: UnfinishedWork
 
@@ -48,6 +51,21 @@ def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
         deferred=deferred,
         replayer=Replayer(messages, deferred),
         quota=quota,
+        breaker=_breaker(connection, settings),
         callback_nonces=ReplayGuard(connection),
         unfinished=UnfinishedWork(connection, retention=settings.status_retention),
     )
+
+
+def _breaker(connection: redis.Redis, settings: Settings) -> Breaker | None:
+    if not settings.wechat_app_id or not settings.breaker_min_calls:
+        return None
+    policy = BreakerPolicy(
+        min_calls=settings.breaker_min_calls,
+        error_rate=settings.breaker_error_rate,
+        window=settings.breaker_window,
+        sleep=settings.breaker_sleep,
+        # A trial is one call: a connect and a read at most, then another may go.
+        trial_seconds=int(settings.wechat_connect_timeout + settings.wechat_read_timeout) + 5,
+    )
+    return Breaker(connection, settings.wechat_app_id, policy)

@@ -10,7 +10,7 @@ from typing import Protocol
 import redis
 from redis.lock import Lock
 
-from notifier.store.keys import PREFIX, account_key
+from notifier.store.keys import PREFIX, account_key, metrics_key
 from notifier.store.replies import maybe_text
 from notifier.wechat.client import AccessToken
 
@@ -52,6 +52,7 @@ class TokenStore:
         self._local: tuple[float, str] | None = None
         self.key = account_key(prefix, source.app_id, "token")
         self._lock_key = account_key(prefix, source.app_id, "token_lock")
+        self._counters = metrics_key(prefix, "counters")
 
     def current(self) -> str:
         """Return the stored token, fetching one (under the lock) when there is none."""
@@ -94,7 +95,10 @@ class TokenStore:
             log.warning("access token for %s was rejected; forcing a refresh", self._source.app_id)
             token = self._source.fetch_token(force_refresh=True)
         ttl = max(MIN_TTL, token.expires_in - EXPIRY_MARGIN)
-        self._redis.set(self.key, token.value, ex=ttl)
+        pipe = self._redis.pipeline()  # the refresh and its count, in one round trip
+        pipe.set(self.key, token.value, ex=ttl)
+        pipe.hincrby(self._counters, "token_refreshes", 1)
+        pipe.execute()
         self._remember(token.value)
         log.info("access token for %s stored for %d s", self._source.app_id, ttl)
         return token.value

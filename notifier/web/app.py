@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import redis
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from notifier import logs
@@ -14,7 +14,7 @@ from notifier.signature import Verifier
 from notifier.store import unfinished
 from notifier.store.admission import Admission
 from notifier.store.stores import open_stores
-from notifier.web import admin, callback, campaigns, status
+from notifier.web import admin, callback, campaigns, health, metrics, status, tracing
 from notifier.web import messages as intake
 from notifier.web.auth import BearerTokens
 from notifier.web.context import WebContext
@@ -35,7 +35,9 @@ _REFUSAL_CODES = ("MISCONF ", "BUSY ", "NOREPLICAS ")
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the receiver from settings (the environment's when not given)."""
     settings = (settings or current()).require_web()
-    logs.install(level=settings.log_level)
+    # gunicorn's loggers keep their own handlers: its error log and access log (when on).
+    logs.install(level=settings.log_level, fmt=settings.log_format, role="web",
+                 also=("gunicorn.error", "gunicorn.access"))  # fmt: skip
     if not settings.api_tokens:
         log.warning("API_TOKENS is not set: the status and operator endpoints refuse everyone")
     unfinished.prepare()
@@ -52,13 +54,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         bearer=BearerTokens(settings.api_tokens),
         callback=_callback_verifier(settings),
     )
-    for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp):
+    for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp, metrics.bp):
         app.register_blueprint(blueprint)
-
-    @app.get("/healthz")
-    def healthz() -> Response:
-        """Liveness: the process answers; no dependency is touched."""
-        return jsonify(status="ok")
+    health.install(app, settings.redis_url)
+    tracing.install(app)
 
     @app.errorhandler(HTTPException)
     def http_problem(exc: HTTPException) -> Response:

@@ -28,7 +28,9 @@ def create_campaign() -> Response | tuple[Response, int]:
             "status": "queued",
         }
 
-    return accept(svc.settings.max_batch_bytes, _schema, svc.admission.campaign, answer)
+    return accept(
+        svc.settings.max_batch_bytes, _schema, svc.admission.campaign, answer, "campaign_id"
+    )
 
 
 @bp.get("/v1/batches/<campaign_id>")

@@ -11,9 +11,11 @@ from flask import Blueprint, Response, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from notifier import logs
 from notifier.errors import BrokerUnavailable, SignatureError
 from notifier.signature import HEADERS
 from notifier.store.admission import Admitted, IdempotencyConflict
+from notifier.web import tracing
 from notifier.web.context import web_context
 from notifier.web.problems import problem
 from notifier.web.schema import MessageSchema, field_errors
@@ -33,27 +35,34 @@ def create_message() -> Response | tuple[Response, int]:
         _schema,
         svc.admission.message,
         lambda message_id: {"id": message_id, "status": "queued"},
+        "message_id",
     )
 
 
 def accept(
     limit: int,
     schema: Schema,
-    admit: Callable[[str, bytes, dict[str, Any]], Admitted],
+    admit: Callable[[str, bytes, dict[str, Any], str], Admitted],
     answer: Callable[[str], dict[str, Any]],
+    id_field: str,
 ) -> Response | tuple[Response, int]:
-    """Signature, body, schema, then one atomic admission: the path every signed intake takes."""
+    """Signature, body, schema, then one atomic admission: the path every signed intake takes.
+
+    The id admitted goes into the request's log fields as `id_field`, and the request's
+    trace id into the record, for the worker's lines.
+    """
     svc = web_context()
     body = read_body(limit)
     try:
         webhook_id = svc.verifier.verify(_signing_headers(), body)
     except SignatureError as exc:
         return problem(401, f"webhook signature refused: {exc}")
+    logs.bind(webhook_id=webhook_id)
     document = _parse(body, schema)
     if isinstance(document, Response):
         return document
     try:
-        admitted = admit(webhook_id, body, document)
+        admitted = admit(webhook_id, body, document, tracing.trace_id())
     except IdempotencyConflict as exc:
         return problem(409, str(exc))
     except BrokerUnavailable:
@@ -61,6 +70,7 @@ def accept(
         return problem(
             503, "the message queue is unavailable; retry with the same webhook-id and body"
         )
+    logs.bind(**{id_field: admitted.id})
     # Serialised directly: the app's JSON provider costs twice as much for two fields.
     return Response(json.dumps(answer(admitted.id)), 202, mimetype="application/json")
 

@@ -7,14 +7,17 @@ import threading
 import time
 from typing import Any
 
+from notifier import logs
 from notifier.errors import DailyQuotaError, PermanentError, TransientError
 from notifier.store.campaigns import CampaignStore, Outcome, Settled, recipient_id
 from notifier.store.deferred import DeferredChunks
+from notifier.store.metrics import Tally
 from notifier.store.quota import QuotaGate
 from notifier.store.ratelimit import RateLimiter
 from notifier.store.tokens import TokenStore
 from notifier.wechat.client import WeChatClient
-from notifier.worker.sender import send_with_fresh_token
+from notifier.worker.circuit import Circuit, CircuitOpen
+from notifier.worker.sender import send_with_fresh_token, timed_send
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +48,10 @@ class CampaignSender:
         quota: QuotaGate,
         deferred: DeferredChunks,
         limiter: RateLimiter | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
         self._client = client
+        self._circuit = circuit or Circuit()
         self._tokens = tokens
         self._campaigns = campaigns
         self._quota = quota
@@ -75,7 +80,10 @@ class CampaignSender:
         A chunk with none to retry has finished and leaves the unfinished set.
         """
         campaign_id = chunk["batch"]
-        if not self._campaign_known(campaign_id):
+        # The rest of this task's lines name the attempt and the trace intake stored.
+        logs.bind(attempt=attempt + 1, trace_id=self._campaigns.trace(campaign_id))
+        tally = self._opened(campaign_id)
+        if tally is None:
             self._finish(chunk)
             return []
         done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
@@ -96,7 +104,16 @@ class CampaignSender:
             for position, recipient in enumerate(todo):
                 index, touser = recipient[0], recipient[1]
                 try:
-                    token, msgid = self._send(token, self._body(chunk, recipient))
+                    token, msgid = self._send(token, self._body(chunk, recipient), tally)
+                except CircuitOpen as exc:
+                    if exc.failure is not None:  # this recipient's own call found it open
+                        outcome = Outcome("retrying", attempt + 1, None, exc.failure.errcode)
+                        settled.append(Settled(index, outcome, touser, exc.failure.errmsg))
+                    if "chunk" in chunk:  # waiting, not lost: the reconciler leaves it be
+                        self._campaigns.seen(campaign_id, chunk["chunk"], time.time())
+                    # Outcomes so far are recorded (finally, below); the rest waits.
+                    rest = _unsent(chunk, retry, todo[position:])
+                    raise CircuitOpen(exc.retry_in, remaining=rest) from None
                 except TransientError as exc:
                     status = "dead" if last_attempt else "retrying"
                     outcome = Outcome(status, attempt + 1, None, exc.errcode)
@@ -105,20 +122,19 @@ class CampaignSender:
                 except DailyQuotaError as exc:
                     self._quota.pause(exc.errmsg)
                     self._record(chunk, settled)
-                    # A chunk queued whole keeps its transient failures with the rest.
-                    rest = todo[position:] if "chunk" in chunk else retry + todo[position:]
-                    self._defer(chunk, rest, attempt)
+                    self._defer(chunk, _unsent(chunk, retry, todo[position:]), attempt)
                     return []
                 except PermanentError as exc:
                     outcome = Outcome("failed", attempt + 1, None, exc.errcode)
                     settled.append(Settled(index, outcome, touser, exc.errmsg))
                 else:
+                    tally.sent(time.time())
                     settled.append(Settled(index, Outcome("sent", attempt + 1, msgid)))
                 if len(settled) >= RECORD_EVERY or time.monotonic() - recorded_at > HEARTBEAT:
-                    self._record(chunk, settled)
+                    self._record(chunk, settled, tally)
                     recorded_at = time.monotonic()
         finally:
-            self._record(chunk, settled)
+            self._record(chunk, settled, tally)
         if retry and not last_attempt:
             return retry
         self._finish(chunk)
@@ -140,12 +156,17 @@ class CampaignSender:
         self._campaigns.record_many(campaign_id, settled)
         self._finish(chunk)
         log.error("campaign %s: %d recipients %s: errcode %d %s", campaign_id, len(rest), status,
-                  errcode, errmsg)  # fmt: skip
+                  errcode, errmsg, extra={"errcode": errcode, "attempt": attempt + 1})  # fmt: skip
         return len(rest)
 
-    def _record(self, chunk: dict[str, Any], settled: list[Settled]) -> None:
-        """Write the outcomes gathered so far, mark the chunk seen, and start gathering anew."""
-        self._campaigns.record_many(chunk["batch"], settled, chunk.get("chunk"), time.time())
+    def _record(
+        self, chunk: dict[str, Any], settled: list[Settled], tally: Tally | None = None
+    ) -> None:
+        """Write the outcomes (and measures) gathered so far, mark the chunk seen, and start
+        gathering anew."""
+        self._campaigns.record_many(
+            chunk["batch"], settled, chunk.get("chunk"), time.time(), tally=tally
+        )
         settled.clear()
 
     def _finish(self, chunk: dict[str, Any], keep: bool = False) -> None:
@@ -153,12 +174,14 @@ class CampaignSender:
         if "chunk" in chunk:
             self._campaigns.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
 
-    def _campaign_known(self, campaign_id: str) -> bool:
-        """A chunk whose campaign record is gone (past its retention) has nobody to report to."""
-        if self._campaigns.state(campaign_id) is None:
+    def _opened(self, campaign_id: str) -> Tally | None:
+        """A tally timed from the campaign's 202; None when its record is gone (past its
+        retention), and its chunk has nobody to report to."""
+        admitted = self._campaigns.admitted(campaign_id)
+        if admitted is None:
             log.warning("campaign %s is unknown or expired; dropping its chunk", campaign_id)
-            return False
-        return True
+            return None
+        return Tally(admitted)
 
     def _body(self, chunk: dict[str, Any], recipient: Recipient) -> dict[str, Any]:
         index, touser, own = recipient
@@ -173,12 +196,19 @@ class CampaignSender:
                 body[key] = chunk[key]
         return body
 
-    def _send(self, token: str, body: dict[str, Any]) -> tuple[str, int]:
+    def _send(self, token: str, body: dict[str, Any], tally: Tally) -> tuple[str, int]:
+        clearance = self._circuit.ask()  # CircuitOpen: this recipient is not tried
+
         def call(token: str) -> int:
             self._permit()
-            return self._client.send_template(token, body)
+            return self._circuit.call(
+                clearance, lambda: timed_send(self._client, token, body, tally)
+            )
 
-        return send_with_fresh_token(self._tokens, token, call)
+        try:
+            return send_with_fresh_token(self._tokens, token, call)
+        finally:
+            self._circuit.release(clearance)  # a trial that made no call, for the next caller
 
     def _permit(self) -> None:
         if self._limiter is None:
@@ -206,3 +236,11 @@ class CampaignSender:
         log.warning(
             "batch %s: %d recipients deferred by the daily quota", chunk["batch"], len(todo)
         )
+
+
+def _unsent(
+    chunk: dict[str, Any], retry: list[Recipient], later: list[Recipient]
+) -> list[Recipient]:
+    """The recipients a stopped chunk still owes: a chunk by reference reads its own again
+    (final ones skipped), one queued whole keeps its transient failures with the rest."""
+    return later if "chunk" in chunk else retry + later

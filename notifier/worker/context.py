@@ -12,6 +12,7 @@ from notifier.store.stores import Stores, open_stores
 from notifier.store.tokens import TokenStore
 from notifier.wechat.client import Credentials, WeChatClient
 from notifier.worker.campaigns import CampaignSender
+from notifier.worker.circuit import Circuit
 from notifier.worker.reconciler import MARGIN, Reconciler
 from notifier.worker.sender import Sender
 
@@ -59,12 +60,27 @@ def worker_context() -> WorkerContext:
         if settings.wechat_send_rate
         else None
     )
+    circuit = Circuit(stores.breaker)  # one per process: it keeps what it last read
     return WorkerContext(
         stores=stores,
         quota=quota,
-        sender=Sender(client, tokens, stores.messages, quota, claim_seconds=claim, limiter=limiter),
+        sender=Sender(
+            client,
+            tokens,
+            stores.messages,
+            quota,
+            claim_seconds=claim,
+            limiter=limiter,
+            circuit=circuit,
+        ),
         campaigns=CampaignSender(
-            client, tokens, stores.campaigns, quota, stores.deferred, limiter=limiter
+            client,
+            tokens,
+            stores.campaigns,
+            quota,
+            stores.deferred,
+            limiter=limiter,
+            circuit=circuit,
         ),
         tokens=tokens,
         reconciler=Reconciler(stores.unfinished, stale_after=settings.visibility_timeout + MARGIN),

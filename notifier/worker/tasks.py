@@ -21,6 +21,7 @@ from notifier.errors import (
     TransientError,
 )
 from notifier.store.messages import FINAL
+from notifier.worker.circuit import CircuitOpen
 from notifier.worker.context import worker_context
 from notifier.worker.sender import AlreadyClaimed
 
@@ -82,7 +83,14 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     except AlreadyClaimed as exc:
         # Another copy is being sent (or its worker died holding the claim): look again
         # when the claim has expired, as a fresh task so no retry is spent.
-        self.apply_async((payload,), countdown=exc.retry_in, task_id=self.request.id)
+        self.apply_async((payload,), countdown=exc.retry_in, task_id=self.request.id,
+                         retries=self.request.retries)  # fmt: skip
+        return None
+    except CircuitOpen as exc:
+        # WeChat's breaker is open: look again when it lets a call through, as the same
+        # task with the same retry count, so waiting spends no retry.
+        self.apply_async((payload,), countdown=exc.countdown(), task_id=self.request.id,
+                         retries=self.request.retries)  # fmt: skip
         return None
     except TransientError as exc:
         if last_attempt:
@@ -140,6 +148,11 @@ def send_chunk(self: Task, ref: dict[str, Any]) -> int:
         return 0  # finished already: this was a second copy
     try:
         again = campaigns.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
+    except CircuitOpen as exc:
+        # As send_template: the chunk waits, its outcomes so far kept, spending no retry.
+        self.apply_async((_again(ref, exc.remaining),), countdown=exc.countdown(),
+                         task_id=self.request.id, retries=retries)  # fmt: skip
+        return 0
     except PermanentError as exc:
         # The account cannot send at all (bad secret, IP not whitelisted): say so for each.
         campaigns.settle(chunk, "failed", exc.errcode, exc.errmsg, retries)
@@ -155,9 +168,14 @@ def send_chunk(self: Task, ref: dict[str, Any]) -> int:
         # The same backoff as send_template's autoretry: full jitter, capped. A chunk
         # named by reference is read again, its final recipients skipped.
         countdown = random.uniform(0, min(_settings.send_retry_backoff_max, 2**retries))
-        retry_arg = ref if "recipients" not in ref else {**ref, "recipients": again}
-        raise self.retry(args=(retry_arg,), countdown=countdown)
+        raise self.retry(args=(_again(ref, again),), countdown=countdown)
     return len(chunk["recipients"])
+
+
+def _again(ref: dict[str, Any], recipients: list[Any]) -> dict[str, Any]:
+    """The chunk's task argument next time: a reference is read again (its final recipients
+    skipped); a chunk queued whole carries only the recipients still owed."""
+    return ref if "recipients" not in ref else {**ref, "recipients": recipients}
 
 
 @shared_task(name="notifier.reconcile", ignore_result=True)

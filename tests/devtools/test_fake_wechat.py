@@ -11,25 +11,13 @@ from flask.testing import FlaskClient
 
 from notifier.devtools.fake_wechat import FakeConfig, create_fake_app, server
 from notifier.devtools.fake_wechat.__main__ import main
+from tests.conftest import Clock
 
 APP_ID = "wx_dev_app"
 SECRET = "dev_secret"
 OPENID = "oAbCdEf123456"
 SEND = "/cgi-bin/message/template/send"
 CREDENTIALS = {"grant_type": "client_credential", "appid": APP_ID, "secret": SECRET}
-
-
-class Clock:
-    """A hand-moved clock."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -335,6 +323,24 @@ def test_faults_apply_in_order_and_times(client: FlaskClient) -> None:
     assert counters["pending_faults"] == 0
 
 
+def test_an_outage_fails_every_send_for_its_seconds_then_the_queue_goes_on(
+    client: FlaskClient, clock: Clock
+) -> None:
+    outage = [{"errcode": -1, "for_seconds": 150}, {"http_status": 503}]
+    assert client.post("/_fake/faults", json=outage).get_json() == {"queued": 1}
+    token = classic_token(client)
+    url = f"{SEND}?access_token={token}"
+    for _ in range(3):
+        assert client.post(url, json=message()).get_json()["errcode"] == -1
+        clock.advance(49)
+    clock.advance(4)  # 151 s after it was queued: over
+    assert client.post(url, json=message()).status_code == 503
+    assert client.post(url, json=message()).get_json()["errcode"] == 0
+    counters = stats(client)
+    assert counters["errors_by_code"] == {"-1": 3}
+    assert (counters["delivered"], counters["pending_faults"]) == (1, 0)
+
+
 def test_delay_fault_still_delivers(client: FlaskClient, sleeps: list[float]) -> None:
     client.post("/_fake/faults", json={"delay_ms": 3000})
     assert send(client, classic_token(client))["errcode"] == 0
@@ -363,6 +369,9 @@ def test_dropped_fault_answers_504_without_delivery(
         {"delay_ms": -1},
         {"errcode": -1, "times": 0},
         {"errcode": -1, "colour": "red"},
+        {"errcode": -1, "for_seconds": 0},
+        {"errcode": -1, "for_seconds": "150"},
+        {"errcode": -1, "for_seconds": 5, "times": 2},
         [{"errcode": -1}, {"drop": "yes"}],
     ],
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -76,6 +77,9 @@ class Process:
 class Stack:
     """The running stack plus helpers to drive and inspect it."""
 
+    # More gunicorn options for the web (the Procfile's `--access-logfile -`, say).
+    web_flags: tuple[str, ...] = ()
+
     def __init__(self, root: Path, **overrides: str) -> None:
         self.root = root
         self.overrides = overrides
@@ -113,10 +117,21 @@ class Stack:
         self.spawn("wechat", [py, "-m", "notifier.devtools.fake_wechat", "--port", str(self.wechat_port),
                               "--app-id", APP_ID, "--app-secret", APP_SECRET])  # fmt: skip
         self.start_worker()
-        self.spawn("web", web_command(self.web_port, workers=1))
+        self.spawn("web", [*web_command(self.web_port, workers=1), *self.web_flags])
         wait_for(lambda: answers(f"{self.wechat}/healthz"), what="the fake WeChat")
         wait_for(lambda: answers(f"{self.web}/healthz"), what="the web app")
         return self
+
+    @contextlib.contextmanager
+    def running(self, beat: bool = False) -> Iterator[Stack]:
+        """The stack started (with beat, if asked), and stopped however the block ends."""
+        try:
+            self.start()
+            if beat:
+                self.start_beat()
+            yield self
+        finally:
+            self.stop()
 
     def restart_redis(self, down: Callable[[], None] = lambda: None) -> None:
         """Stop Redis (flushing its append-only file), run `down`, start it on the same port."""

@@ -33,6 +33,7 @@ def stack(
     running = Stack(
         tmp_path_factory.mktemp(f"chaos-{request.param}"),
         BROKER_VISIBILITY_TIMEOUT=str(VISIBILITY),
+        BREAKER_SLEEP_SECONDS=str(VISIBILITY // 2),  # config.py holds it to half the timeout
         BROKER_TRANSPORT=request.param,
         API_TOKENS=BEARER,
         WECHAT_CALLBACK_TOKEN=CALLBACK_TOKEN,

@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from notifier.config import parse_rate
+from notifier.parsing import parse_rate
 from notifier.store.ratelimit import RateLimiter
 
 

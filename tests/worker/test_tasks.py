@@ -77,7 +77,7 @@ def test_a_message_claimed_elsewhere_is_looked_at_again_under_its_own_task_id(
         assert tasks.send_template.run({"id": "m1"}) is None
     finally:
         tasks.send_template.pop_request()
-    assert later == [((({"id": "m1"},),), {"countdown": 30, "task_id": "m1"})]
+    assert later == [((({"id": "m1"},),), {"countdown": 30, "task_id": "m1", "retries": 0})]
 
 
 def test_a_failure_redis_caused_is_left_for_the_reconciler(services: SimpleNamespace) -> None:

@@ -1,10 +1,16 @@
-"""Queued failures, so tests and benchmarks can script exactly how the next send calls fail."""
+"""Queued failures, so tests and benchmarks can script exactly how the next send calls fail.
+
+A fault applies to its next `times` send calls, or, with `for_seconds`, to every send
+call for that long after it was queued: an outage.
+"""
 
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
-_KEYS = frozenset({"errcode", "errmsg", "http_status", "delay_ms", "drop", "times"})
+_KEYS = frozenset({"errcode", "errmsg", "http_status", "delay_ms", "drop", "times", "for_seconds"})
 
 
 @dataclass(frozen=True)
@@ -16,6 +22,7 @@ class Fault:
     http_status: int | None = None
     delay_ms: float = 0
     drop: bool = False
+    for_seconds: float = 0  # > 0: every call for this long after it is queued, not `times`
 
 
 def _is_int(value: object) -> bool:
@@ -31,6 +38,7 @@ def _parse_one(spec: object) -> tuple[Fault, int]:
     errcode, errmsg = spec.get("errcode"), spec.get("errmsg")
     status, delay = spec.get("http_status"), spec.get("delay_ms", 0)
     drop, times = spec.get("drop", False), spec.get("times", 1)
+    period = spec.get("for_seconds", 0)
     if errcode is not None and (not _is_int(errcode) or errcode == 0):
         raise ValueError("errcode must be a non-zero integer")
     if errmsg is not None and (errcode is None or not isinstance(errmsg, str)):
@@ -43,11 +51,16 @@ def _parse_one(spec: object) -> tuple[Fault, int]:
         raise ValueError("drop must be a boolean")
     if not _is_int(times) or times < 1:
         raise ValueError("times must be an integer >= 1")
+    number = isinstance(period, int | float) and not isinstance(period, bool)
+    if "for_seconds" in spec and not (number and period > 0):
+        raise ValueError("for_seconds must be a number > 0")
+    if period and "times" in spec:
+        raise ValueError("choose at most one of times and for_seconds")
     if sum((errcode is not None, status is not None, drop)) > 1:
         raise ValueError("choose at most one of errcode, http_status and drop")
     if errcode is None and status is None and not drop and delay == 0:
         raise ValueError("a fault needs errcode, http_status, delay_ms or drop")
-    return Fault(errcode, errmsg, status, float(delay), drop), times
+    return Fault(errcode, errmsg, status, float(delay), drop, float(period)), times
 
 
 def parse_faults(payload: object) -> list[tuple[Fault, int]]:
@@ -57,28 +70,41 @@ def parse_faults(payload: object) -> list[tuple[Fault, int]]:
 
 
 class FaultQueue:
-    """First-in first-out faults, each used by its next `times` send calls; thread-safe."""
+    """First-in first-out faults, each used by its next `times` send calls, or by every
+    call until its outage ends; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._lock = threading.Lock()
-        self._queue: deque[tuple[Fault, int]] = deque()
+        self._clock = clock
+        # (fault, calls left, when its outage ends; None for a counted fault)
+        self._queue: deque[tuple[Fault, int, float | None]] = deque()
         self._pending = 0
 
     def extend(self, items: list[tuple[Fault, int]]) -> int:
-        """Append faults in order; return how many send calls they will affect in all."""
+        """Append faults in order; return how many send calls the counted ones will affect."""
+        now = self._clock()
         with self._lock:
-            self._queue.extend(items)
-            self._pending += sum(times for _, times in items)
+            for fault, times in items:
+                ends = now + fault.for_seconds if fault.for_seconds else None
+                self._queue.append((fault, times, ends))
+                self._pending += times if ends is None else 0
             return self._pending
 
     def pop(self) -> Fault | None:
         """Take the fault for this send call, if any is pending."""
+        now = self._clock()
         with self._lock:
+            while self._queue:
+                fault, times, ends = self._queue[0]
+                if ends is None:
+                    break
+                if now < ends:
+                    return fault
+                self._queue.popleft()  # that outage is over
             if not self._queue:
                 return None
-            fault, times = self._queue[0]
             if times > 1:
-                self._queue[0] = (fault, times - 1)
+                self._queue[0] = (fault, times - 1, None)
             else:
                 self._queue.popleft()
             self._pending -= 1

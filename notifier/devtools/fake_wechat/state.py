@@ -33,7 +33,7 @@ class FakeState:
             config=config,
             ledger=Ledger(config.dedupe_window, clock),
             tokens=TokenRegistry(config.token_ttl, clock),
-            faults=FaultQueue(),
+            faults=FaultQueue(clock),
             clock=clock,
             sleep=sleep,
         )

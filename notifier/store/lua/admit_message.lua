@@ -1,7 +1,8 @@
 -- Admits one message: unless its webhook-id was used before, queues its task and writes
 -- its record, history and idempotency key, in one step. The push comes first, so a
 -- failing write leaves nothing behind. Calls push() (push.lua).
--- KEYS: idempotency key, record, history, queue, wake list, unfinished set.
+-- KEYS: idempotency key, record, history, queue, wake list, unfinished set, the metrics'
+-- counters.
 -- ARGV: body digest, message id, now, history entry, envelope, idempotency TTL, record
 -- retention, push limits (2), payload (JSON).
 -- Returns the idempotency key's value ('<digest>|<id>') if it was set already, else false.
@@ -13,4 +14,5 @@ redis.call('EXPIRE', KEYS[2], ARGV[7])
 redis.call('RPUSH', KEYS[3], ARGV[4])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 redis.call('SET', KEYS[1], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[6])
+redis.call('HINCRBY', KEYS[7], 'accepted:single', 1)
 return false

@@ -1,9 +1,10 @@
 -- Starts an attempt in one round trip: skip a final or deferred message, take the claim,
 -- count it, and mark it seen in the unfinished set.
--- KEYS: the record, its claim, the unfinished set.
+-- KEYS: the record, its claim, the unfinished set, its history.
 -- ARGV: claim seconds, record retention, the message id, now.
--- Returns {attempts, status, payload} when claimed, {0, status} when final or deferred
--- (unknown: ''), {-1, ttl} when another worker holds the claim.
+-- Returns {attempts, status, payload, when it was admitted ('' if unknown)} when claimed,
+-- {0, status} when final or deferred (unknown: ''), {-1, ttl} when another worker holds
+-- the claim.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'sent' or status == 'delivered' or status == 'failed' or status == 'dead' then
   redis.call('ZREM', KEYS[3], ARGV[3])
@@ -18,4 +19,7 @@ end
 local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[3])
-return {attempts, status, redis.call('HGET', KEYS[1], 'payload') or ''}
+-- The history's first entry is the admission's (the 202): send latency counts from it.
+local first = redis.call('LINDEX', KEYS[4], 0)
+local admitted = first and string.match(first, '"at":([%d%.]+)') or ''
+return {attempts, status, redis.call('HGET', KEYS[1], 'payload') or '', admitted}

@@ -1,20 +1,24 @@
 -- Sets the outcomes of several recipients and moves the campaign's counters with them, in
 -- one atomic step, and marks the chunk seen in its unfinished set, so a chunk still being
 -- sent is not queued again. The campaign's stored chunks live as long as its outcomes.
--- KEYS: campaign record, outcomes, failures, unfinished set, chunks hash; then per sent
--- recipient its msgid key and its early receipt's key.
--- ARGV: record retention, the chunk's member in the unfinished set ('' for none), now;
--- then six per recipient: its field, its encoded outcome, its failure entry (or ''), the
--- position in KEYS of its msgid key (or 0), the recipient id to point it at so its
--- delivery receipt finds it, and the position of the key where a receipt that outran
--- the send waits (or 0).
+-- Each change of outcome moves the fleet's counters too (notifier/store/metrics.py).
+-- KEYS: campaign record, outcomes, failures, unfinished set, chunks hash, the metrics
+-- hashes (counters, then histograms); then per sent recipient its msgid key and its early
+-- receipt's key.
+-- ARGV: record retention, the chunk's member in the unfinished set ('' for none), now,
+-- the sender's tally (tally.lua); then six per recipient: its field, its encoded outcome,
+-- its failure entry (or ''), the position in KEYS of its msgid key (or 0), the recipient
+-- id to point it at so its delivery receipt finds it, and the position of the key where a
+-- receipt that outran the send waits (or 0).
 -- Returns those early receipts as a flat list of field, receipt.
 local ttl = ARGV[1]
 local moves = {}
 local early = {}
 if ARGV[2] ~= '' then redis.call('ZADD', KEYS[4], 'XX', ARGV[3], ARGV[2]) end
 local final = {sent = true, delivered = true, failed = true, dead = true}
-for i = 4, #ARGV, 6 do
+local counts = {}
+local function count(field) counts[field] = (counts[field] or 0) + 1 end
+for i = tally(6, 4), #ARGV, 6 do
   local old = redis.call('HGET', KEYS[2], ARGV[i])
   local old_status = old and string.match(old, '^[^|]+') or nil
   local new_status = string.match(ARGV[i + 1], '^[^|]+')
@@ -29,7 +33,13 @@ for i = 4, #ARGV, 6 do
     moves[new_status] = (moves[new_status] or 0) + 1
     -- Only on a change: a write sent again after its reply was lost lists nothing twice.
     if ARGV[i + 2] ~= '' then redis.call('RPUSH', KEYS[3], ARGV[i + 2]) end
+    -- A send's outcomes only: a receipt's `failed` carries no errcode, and is not counted.
+    local errcode = string.match(ARGV[i + 1], '([^|]*)$')
+    if new_status == 'sent' or new_status == 'dead' then count(new_status) end
+    if new_status == 'failed' and errcode ~= '' then count('failed:' .. errcode) end
   end
+  -- Each retry once: its outcome names its attempt, so a write sent again matches `old`.
+  if new_status == 'retrying' and old ~= ARGV[i + 1] then count('retries') end
   local k = tonumber(ARGV[i + 3])
   if k > 0 then redis.call('SET', KEYS[k], ARGV[i + 4], 'EX', ttl) end
   local r = tonumber(ARGV[i + 5])
@@ -41,6 +51,7 @@ for i = 4, #ARGV, 6 do
     end
   end
 end
+for field, n in pairs(counts) do redis.call('HINCRBY', KEYS[6], field, n) end
 for status, n in pairs(moves) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[1], 'n:' .. status, n) end
 end
