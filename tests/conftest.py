@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import redis
 
+from notifier import logs
 from notifier.broker.envelopes import task_args
 from notifier.config import Settings
 from notifier.devtools.redis_server import RedisServer
@@ -23,6 +24,12 @@ GOOD = {
     "template_id": "TPL_1",
     "data": {"thing1": {"value": "Shipped"}},
 }
+
+
+@pytest.fixture(autouse=True)
+def fresh_log_context() -> None:
+    """Each test starts with no log fields bound, as each request and task does."""
+    logs.start()
 
 
 @pytest.fixture(scope="session")

@@ -168,7 +168,9 @@ class Breaker:
 
     def _learn(self, now: float, closed: bool, wait: float) -> Clearance:
         """Remember what Redis said: a closed breaker for a moment, an open one until its
-        sleep ends (only a trial, after that, can close it)."""
+        sleep ends (only a trial, after that, can close it). A wait is never longer than the
+        sleep window: it is computed from whichever host's clock opened the breaker."""
+        wait = min(wait, self._policy.sleep)
         fresh = now + FRESH_SECONDS if closed else now + wait
         self._known = _Known(closed=closed, until=now + wait, fresh=fresh)
         return Clearance() if closed else Clearance(wait=wait)

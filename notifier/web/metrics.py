@@ -9,6 +9,7 @@ so a refusal because Redis was away is counted once Redis is back.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -48,6 +49,8 @@ REASONS = {400: "invalid", 401: "signature", 409: "conflict", 413: "too_large",
 KNOWN_ERRCODES = frozenset({*ERRCODE_CLASSES, NETWORK_ERRCODE, HTTP_ERRCODE, BAD_ANSWER_ERRCODE,
                             UNEXPECTED_ERRCODE})  # fmt: skip
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
+# Seconds between a process's writes of the refusals it counted (a scrape writes them too).
+FLUSH_EVERY = 1.0
 _EXTENSION = "notifier.metrics"
 
 
@@ -58,12 +61,18 @@ class Refusals:
         self._store = store
         self._lock = threading.Lock()
         self._pending: Counter[str] = Counter()
+        self._flush_at = 0.0
 
     def add(self, reason: str, flush: bool) -> None:
-        """Count one refusal; `flush` unless Redis is known to be away (it would only wait)."""
+        """Count one refusal; hand the counts to Redis at most once a second, and not when
+        Redis is known to be away (`flush` false): a flood of bad requests costs no more."""
+        now = time.monotonic()
         with self._lock:
             self._pending[f"refused:{reason}"] += 1
-        if flush:
+            due = flush and now >= self._flush_at
+            if due:
+                self._flush_at = now + FLUSH_EVERY
+        if due:
             self.flush()
 
     def flush(self) -> None:

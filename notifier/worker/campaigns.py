@@ -92,7 +92,11 @@ class CampaignSender:
             self._defer(chunk, todo, attempt)
             return []
         try:
-            token = self._tokens.current()
+            token = self._first_token()
+        except CircuitOpen as exc:
+            if "chunk" in chunk:  # waiting, not lost: the reconciler leaves it be
+                self._campaigns.seen(campaign_id, chunk["chunk"], time.time())
+            raise CircuitOpen(exc.retry_in, remaining=_unsent(chunk, [], todo)) from None
         except TransientError:
             if last_attempt:
                 raise
@@ -121,7 +125,7 @@ class CampaignSender:
                     retry.append(recipient)
                 except DailyQuotaError as exc:
                     self._quota.pause(exc.errmsg)
-                    self._record(chunk, settled)
+                    self._record(chunk, settled, tally)
                     self._defer(chunk, _unsent(chunk, retry, todo[position:]), attempt)
                     return []
                 except PermanentError as exc:
@@ -205,10 +209,22 @@ class CampaignSender:
                 clearance, lambda: timed_send(self._client, token, body, tally)
             )
 
+        def replace(stale: str) -> str:
+            return self._circuit.fetch(clearance, lambda: self._tokens.replace(stale))
+
         try:
-            return send_with_fresh_token(self._tokens, token, call)
+            return send_with_fresh_token(replace, token, call)
         finally:
             self._circuit.release(clearance)  # a trial that made no call, for the next caller
+
+    def _first_token(self) -> str:
+        """The chunk's access token, fetched under the breaker like a send: while WeChat is
+        down the chunk waits for the breaker instead of spending its retries on the token."""
+        clearance = self._circuit.ask()
+        try:
+            return self._circuit.fetch(clearance, self._tokens.current)
+        finally:
+            self._circuit.release(clearance)
 
     def _permit(self) -> None:
         if self._limiter is None:

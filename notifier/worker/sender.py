@@ -45,7 +45,7 @@ def timed_send(client: WeChatClient, token: str, body: dict[str, Any], tally: Ta
 
 
 def send_with_fresh_token(
-    tokens: TokenStore, token: str, send: Callable[[str], int]
+    replace: Callable[[str], str], token: str, send: Callable[[str], int]
 ) -> tuple[str, int]:
     """Send with `token`; if WeChat rejects it, refresh it once and send once more.
 
@@ -57,7 +57,7 @@ def send_with_fresh_token(
     except TokenError as exc:
         log.info("access token rejected (errcode %d); refreshing once", exc.errcode,
                  extra={"errcode": exc.errcode})  # fmt: skip
-    token = tokens.replace(token)
+    token = replace(token)
     try:
         return token, send(token)
     except TokenError as exc:
@@ -190,9 +190,10 @@ class Sender:
         return msgid
 
     def _send(self, body: dict[str, Any], tally: Tally, clearance: Clearance) -> int:
+        circuit = self._circuit
         _, msgid = send_with_fresh_token(
-            self._tokens,
-            self._tokens.current(),
+            lambda stale: circuit.fetch(clearance, lambda: self._tokens.replace(stale)),
+            circuit.fetch(clearance, self._tokens.current),
             lambda token: self._call(token, body, tally, clearance),
         )
         return msgid

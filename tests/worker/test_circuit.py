@@ -32,7 +32,7 @@ from notifier.store.tokens import TokenStore
 from notifier.wechat.client import Credentials, WeChatClient
 from notifier.worker import tasks
 from notifier.worker.campaigns import CampaignSender
-from notifier.worker.circuit import Circuit, CircuitOpen
+from notifier.worker.circuit import JITTER_SHARE, Circuit, CircuitOpen
 from notifier.worker.sender import Sender
 from tests.conftest import Clock
 
@@ -120,7 +120,7 @@ def test_the_failure_that_opens_it_says_how_long_to_wait(breaker: Breaker) -> No
         circuit.call(circuit.ask(), failing(TransientError(-1002, "HTTP 503")))
     assert info.value.retry_in == POLICY.sleep
     assert info.value.failure is not None and info.value.failure.errcode == -1002
-    assert POLICY.sleep <= info.value.countdown() <= POLICY.sleep * 1.1 + 1
+    assert POLICY.sleep <= info.value.countdown() <= POLICY.sleep * (1 + JITTER_SHARE) + 1
 
 
 @responses.activate
@@ -227,7 +227,7 @@ def test_a_waiting_message_is_published_again_keeping_its_retry_count(
     ((args, options),) = republished
     assert args == (({"id": "m1"},),)
     assert (options["task_id"], options["retries"]) == ("t1", 3)
-    assert 20 <= options["countdown"] <= 23
+    assert 20 <= options["countdown"] <= 20 * (1 + JITTER_SHARE) + 1
 
 
 def test_a_waiting_chunk_is_published_again_with_what_it_still_owes(
@@ -248,4 +248,57 @@ def test_a_waiting_chunk_is_published_again_with_what_it_still_owes(
         (({**whole, "recipients": [[2, "oB", None]]},),),
         (({"batch": CAMPAIGN_ID, "chunk": 0},),),
     ]
-    assert all(kw["retries"] == 2 and 10 <= kw["countdown"] <= 12 for _, kw in republished)
+    assert all(
+        kw["retries"] == 2 and 10 <= kw["countdown"] <= 10 * (1 + JITTER_SHARE) + 1
+        for _, kw in republished
+    )
+
+
+def test_failed_token_fetches_count_against_wechat_and_cached_ones_say_nothing(
+    breaker: Breaker,
+) -> None:
+    circuit = Circuit(breaker)
+    for _ in range(10 * POLICY.min_calls):
+        assert circuit.fetch(circuit.ask(), lambda: "cached-token") == "cached-token"
+    assert not breaker.status().open  # no call made: no success counted to dilute failures
+    for _ in range(POLICY.min_calls - 1):
+        with pytest.raises(TransientError):
+            circuit.fetch(circuit.ask(), failing(TransientError(-1, "token API down")))
+    with pytest.raises(CircuitOpen):
+        circuit.fetch(circuit.ask(), failing(TransientError(-1, "token API down")))
+    assert breaker.status().open
+
+
+@responses.activate
+def test_a_token_api_outage_makes_a_message_wait_not_die(
+    sender: Sender, state: MessageState, breaker: Breaker
+) -> None:
+    responses.post(TOKEN, json={"errcode": -1, "errmsg": "system busy"})
+    for _ in range(POLICY.min_calls - 1):
+        with pytest.raises(TransientError):
+            sender.deliver(PAYLOAD, last_attempt=False)
+    with pytest.raises(CircuitOpen):
+        sender.deliver(PAYLOAD, last_attempt=True)  # its last attempt, yet it waits
+    assert state.status("m1") == "retrying"
+    assert not any(call.request.url == SEND for call in responses.calls)
+
+
+def test_a_breaker_redis_cannot_answer_lets_sends_through_and_keeps_their_result(
+    clock: Clock,
+) -> None:
+    gone = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    circuit = Circuit(Breaker(gone, "wx_app", POLICY, clock=clock))
+    clock.advance(5)  # past any cached verdict
+    assert circuit.call(circuit.ask(), lambda: 42) == 42
+
+
+def test_a_wait_is_never_longer_than_the_sleep_window(
+    redis_client: redis.Redis, breaker: Breaker, clock: Clock
+) -> None:
+    open_it(breaker)
+    behind = Clock()
+    behind.now = clock() - 600  # a host whose clock runs ten minutes slow
+    slow = Breaker(redis_client, "wx_app", POLICY, clock=behind)
+    with pytest.raises(CircuitOpen) as info:
+        Circuit(slow).ask()
+    assert info.value.retry_in <= POLICY.sleep

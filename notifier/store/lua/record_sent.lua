@@ -9,6 +9,7 @@ redis.call('DEL', KEYS[3])
 -- Written anew, not trimmed: a hash that once held the payload stays in Redis's larger
 -- encoding, and a sent record is kept for days.
 local attempts = redis.call('HGET', KEYS[1], 'attempts')
+local before = redis.call('HGET', KEYS[1], 'status')
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'status', 'sent', 'updated', ARGV[1], 'msgid', ARGV[2])
 if attempts then redis.call('HSET', KEYS[1], 'attempts', attempts) end
@@ -17,6 +18,7 @@ redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('EXPIRE', KEYS[2], ARGV[4])
 redis.call('SET', KEYS[4], ARGV[5], 'EX', ARGV[4])
 redis.call('ZREM', KEYS[6], ARGV[5])
-redis.call('HINCRBY', KEYS[7], 'sent', 1)
+-- Counted on the change only: a second copy recording the same send counts nothing.
+if before ~= 'sent' and before ~= 'delivered' then redis.call('HINCRBY', KEYS[7], 'sent', 1) end
 tally(7, 6)
 return redis.call('GETDEL', KEYS[5])
