@@ -34,11 +34,6 @@ def chunks(redis_client: redis.Redis) -> QueueView:
     return QueueView(redis_client, "notifier.campaigns")
 
 
-@pytest.fixture
-def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings).test_client()
-
-
 def test_a_batch_is_queued_in_chunks_and_answered_with_its_id_and_count(
     client: FlaskClient, chunks: QueueView, redis_client: redis.Redis, settings: Settings
 ) -> None:

@@ -24,11 +24,6 @@ def broker(redis_client: redis.Redis) -> QueueView:
     return QueueView(redis_client, "notifier.messages")
 
 
-@pytest.fixture
-def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings).test_client()
-
-
 def test_a_signed_valid_message_is_queued_and_answered_202(
     client: FlaskClient, broker: QueueView, redis_client: redis.Redis
 ) -> None:

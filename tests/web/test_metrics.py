@@ -33,11 +33,6 @@ NAMES = {
 BASE = "https://wechat.test"
 
 
-@pytest.fixture
-def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
-    return create_app(settings).test_client()
-
-
 def scrape(client: FlaskClient, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:  # fmt: skip
     """Every sample, by name and labels, as Prometheus's own parser reads the text."""
     response = client.get("/metrics", headers=headers)
