@@ -106,14 +106,13 @@ class CampaignStore:
         """The campaign's state, or None when it is unknown (or expired)."""
         return maybe_text(self._redis.hget(self._key(campaign_id), "state"))
 
-    def trace(self, campaign_id: str) -> str | None:
-        """The trace id of the request that admitted the campaign, for its chunks' log lines."""
-        return maybe_text(self._redis.hget(self._key(campaign_id), "trace")) or None
-
-    def admitted(self, campaign_id: str) -> float | None:
-        """When the campaign was admitted (its 202), or None when it is unknown (or expired)."""
-        created = self._redis.hget(self._key(campaign_id), "created")
-        return float(created) if created is not None else None
+    def admission(self, campaign_id: str) -> tuple[float, str | None] | None:
+        """When the campaign was admitted (its 202) and the trace id of that request, in one
+        read, as each chunk needs both; None when it is unknown (or expired)."""
+        created, trace = self._redis.hmget(self._key(campaign_id), ["created", "trace"])
+        if created is None:
+            return None
+        return float(created), maybe_text(trace) or None
 
     def final_indexes(self, campaign_id: str, indexes: Iterable[int]) -> set[int]:
         """Those of `indexes` whose recipients reached a final state (never to be resent)."""

@@ -80,12 +80,15 @@ class CampaignSender:
         A chunk with none to retry has finished and leaves the unfinished set.
         """
         campaign_id = chunk["batch"]
+        admission = self._campaigns.admission(campaign_id)
         # The rest of this task's lines name the attempt and the trace intake stored.
-        logs.bind(attempt=attempt + 1, trace_id=self._campaigns.trace(campaign_id))
-        tally = self._opened(campaign_id)
-        if tally is None:
+        logs.bind(attempt=attempt + 1, trace_id=admission[1] if admission else None)
+        if admission is None:
+            # Past its retention: the chunk has nobody to report to.
+            log.warning("campaign %s is unknown or expired; dropping its chunk", campaign_id)
             self._finish(chunk)
             return []
+        tally = Tally(admission[0])  # send latency counts from the campaign's 202
         done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
         todo = [r for r in chunk["recipients"] if r[0] not in done]
         if self._quota.paused() is not None:
@@ -177,15 +180,6 @@ class CampaignSender:
         """Take a chunk out of the unfinished set (one queued whole was never in it)."""
         if "chunk" in chunk:
             self._campaigns.finish_chunk(chunk["batch"], chunk["chunk"], keep=keep)
-
-    def _opened(self, campaign_id: str) -> Tally | None:
-        """A tally timed from the campaign's 202; None when its record is gone (past its
-        retention), and its chunk has nobody to report to."""
-        admitted = self._campaigns.admitted(campaign_id)
-        if admitted is None:
-            log.warning("campaign %s is unknown or expired; dropping its chunk", campaign_id)
-            return None
-        return Tally(admitted)
 
     def _body(self, chunk: dict[str, Any], recipient: Recipient) -> dict[str, Any]:
         index, touser, own = recipient

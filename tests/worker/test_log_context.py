@@ -120,7 +120,8 @@ def test_a_campaign_chunk_logs_the_campaign_s_trace(
     campaign = {"template_id": "T", "data": {"k": {"value": "v"}}, "recipients": recipients}
     campaign_id = admission.campaign("w2", b"{}", campaign, trace=TRACE).id
     store = CampaignStore(redis_client, 3600)
-    assert store.trace(campaign_id) == TRACE
+    admission_record = store.admission(campaign_id)
+    assert admission_record is not None and admission_record[1] == TRACE
     sender = CampaignSender(wechat, TokenStore(redis_client, wechat), store,
                             QuotaGate(redis_client, "wx_app"), DeferredChunks(redis_client))  # fmt: skip
     logs.start(task_id=f"{campaign_id}.0", campaign_id=campaign_id)
