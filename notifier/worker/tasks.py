@@ -58,6 +58,13 @@ log = logging.getLogger(__name__)
 MINUTE_QUOTA_DELAY = 60
 
 
+def _look_again(task: Task, arg: dict[str, Any], countdown: float) -> None:
+    """Publish the running task again, under its own id and with its retry count, to run
+    after `countdown`: a wait (a claim held elsewhere, an open breaker) spends no retry."""
+    task.apply_async((arg,), countdown=countdown, task_id=task.request.id,
+                     retries=task.request.retries)  # fmt: skip
+
+
 @shared_task(
     name=SEND_TASK,
     bind=True,
@@ -83,14 +90,12 @@ def send_template(self: Task, payload: dict[str, Any]) -> int | None:
     except AlreadyClaimed as exc:
         # Another copy is being sent (or its worker died holding the claim): look again
         # when the claim has expired, as a fresh task so no retry is spent.
-        self.apply_async((payload,), countdown=exc.retry_in, task_id=self.request.id,
-                         retries=self.request.retries)  # fmt: skip
+        _look_again(self, payload, exc.retry_in)
         return None
     except CircuitOpen as exc:
         # WeChat's breaker is open: look again when it lets a call through, as the same
         # task with the same retry count, so waiting spends no retry.
-        self.apply_async((payload,), countdown=exc.countdown(), task_id=self.request.id,
-                         retries=self.request.retries)  # fmt: skip
+        _look_again(self, payload, exc.countdown())
         return None
     except TransientError as exc:
         if last_attempt:
@@ -150,8 +155,7 @@ def send_chunk(self: Task, ref: dict[str, Any]) -> int:
         again = campaigns.deliver(chunk, attempt=retries, last_attempt=retries >= self.max_retries)
     except CircuitOpen as exc:
         # As send_template: the chunk waits, its outcomes so far kept, spending no retry.
-        self.apply_async((_again(ref, exc.remaining),), countdown=exc.countdown(),
-                         task_id=self.request.id, retries=retries)  # fmt: skip
+        _look_again(self, _again(ref, exc.remaining), exc.countdown())
         return 0
     except PermanentError as exc:
         # The account cannot send at all (bad secret, IP not whitelisted): say so for each.
