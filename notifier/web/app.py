@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 _REFUSALS = (redis.exceptions.OutOfMemoryError, redis.exceptions.ReadOnlyError,
              redis.exceptions.MasterDownError)  # fmt: skip
 _REFUSAL_CODES = ("MISCONF ", "BUSY ", "NOREPLICAS ")
+# Redis before 7 wraps a refusal met inside a script in a plain error ("Error running script
+# ...: -OOM command not allowed ..."): the refusal's code follows a dash.
+_WRAPPED_CODES = tuple(
+    f": -{code}" for code in ("OOM ", "READONLY ", "MASTERDOWN ", *_REFUSAL_CODES)
+)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -76,10 +81,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(redis.ResponseError)
     def redis_refuses(exc: redis.ResponseError) -> Response:
-        if not (isinstance(exc, _REFUSALS) or str(exc).startswith(_REFUSAL_CODES)):
+        if not _refused(exc):
             return unexpected(exc)
         # The name and code only: redis-py's text can quote a command's arguments.
-        log.warning("redis refused a write: %s %s", type(exc).__name__, str(exc).split(" ")[0])
+        log.warning("redis refused a write: %s", _refusal_code(exc))
         return problem(503, "the message store refuses writes for now; try again")
 
     @app.errorhandler(Exception)
@@ -97,3 +102,20 @@ def _callback_verifier(settings: Settings) -> CallbackVerifier | None:
     return CallbackVerifier(
         settings.wechat_callback_token, settings.wechat_app_id, settings.wechat_encoding_aes_key
     )
+
+
+def _refused(exc: redis.ResponseError) -> bool:
+    """Whether Redis refused a write it takes when healthy, raised directly or in a script."""
+    text = str(exc)
+    return (
+        isinstance(exc, _REFUSALS)
+        or text.startswith(_REFUSAL_CODES)
+        or any(code in text for code in _WRAPPED_CODES)
+    )
+
+
+def _refusal_code(exc: redis.ResponseError) -> str:
+    """The class and Redis's code only: redis-py's text can quote a command's arguments."""
+    text = str(exc)
+    wrapped = [code[3:].strip() for code in _WRAPPED_CODES if code in text]
+    return f"{type(exc).__name__} {wrapped[0] if wrapped else text.split(' ')[0]}"

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from notifier.config import Settings
 from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
-from notifier.web.app import create_app
+from notifier.web.app import _refused, create_app
 from tests.conftest import GOOD, QueueView, signed
 
 TOKEN = "operator-token-0123456789"
@@ -188,3 +188,24 @@ def test_every_endpoint_answers_503_while_redis_refuses_writes(
         assert response.headers["Retry-After"]
     assert [r.status_code for r in reads] == [200]
     assert MessageState(redis_client).status(message_id) == "failed"  # nothing half-done
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "NOREPLICAS Not enough good replicas to write.",
+        # Redis 6.2 (the bundled server) wraps a refusal met inside a script.
+        "Error running script (call to f_1): @user_script:1: @user_script: 1: -NOREPLICAS "
+        "Not enough good replicas to write.",
+        "Error running script (call to f_1): @user_script:1: @user_script: 1: -OOM command not "
+        "allowed when used memory > 'maxmemory'.",
+        "Error running script (call to f_1): @user_script:1: @user_script: 1: -READONLY You "
+        "can't write against a read only replica.",
+    ],
+)
+def test_a_refusal_is_recognised_raised_directly_or_inside_a_script(text: str) -> None:
+    assert _refused(redis.ResponseError(text))
+
+
+def test_a_script_bug_is_not_taken_for_a_refusal() -> None:
+    assert not _refused(redis.ResponseError("Error running script: attempt to index a nil value"))
