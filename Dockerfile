@@ -25,4 +25,4 @@ USER notifier
 EXPOSE 8000 5555
 # The Procfile's web line (tests/test_defaults.py checks): exec, so gunicorn is PID 1 and
 # gets the stop signal; a shell left as PID 1 would ignore it.
-CMD ["sh", "-c", "exec gunicorn wsgi:app --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} --worker-class gthread --threads 8 --access-logfile -"]
+CMD ["sh", "-c", "exec gunicorn wsgi:app --bind 0.0.0.0:$PORT --workers ${WEB_CONCURRENCY:-2} --worker-class gevent --worker-connections 1000 --access-logfile -"]

@@ -39,6 +39,8 @@ class Settings:
     port: int = 8000
     max_body_bytes: int = 64 * 1024
     max_batch_bytes: int = 4 * 1024 * 1024
+    # Seconds a request body has to arrive whole before the request is answered 408.
+    body_timeout: float = 5.0
     send_rate_limit: str | None = None
     wechat_send_rate: float | None = None
     send_max_retries: int = 8
@@ -114,6 +116,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             parsing.number(env, "MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024)
         ),
         max_batch_bytes=int(parsing.number(env, "MAX_BATCH_BODY_BYTES", 4 * _MIB, _KIB, 64 * _MIB)),
+        body_timeout=parsing.number(env, "BODY_TIMEOUT_SECONDS", 5, 1, 300),
         send_rate_limit=rate,
         wechat_send_rate=parsing.fleet_rate(env.get("WECHAT_SEND_RATE", "")),
         send_max_retries=int(parsing.number(env, "SEND_MAX_RETRIES", 8, 0, 100)),

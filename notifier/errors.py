@@ -3,6 +3,7 @@
     NotifierError
     ├── ConfigError                  a setting is missing or malformed
     ├── SignatureError               a webhook signature is missing, forged or stale
+    │   └── MalformedSignatureHeaders  a header is malformed or repeated: no key fits
     ├── BrokerUnavailable            the broker could not take a message
     └── WeChatError                  WeChat refused or failed a call
         ├── TransientError           retry with backoff (busy, 5xx, timeouts, network)
@@ -29,6 +30,10 @@ class ConfigError(NotifierError):
 
 class SignatureError(NotifierError):
     """Raised when a webhook's signature headers are missing, forged or stale."""
+
+
+class MalformedSignatureHeaders(SignatureError):
+    """Raised when a signature header breaks its format, as a repeated one does: no key fits."""
 
 
 class BrokerUnavailable(NotifierError):

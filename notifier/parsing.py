@@ -13,8 +13,9 @@ from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined
 from notifier.errors import ConfigError, SignatureError
 from notifier.signature import secret_key
 
-# A rate as Celery writes one too: a number of sends per second, minute or hour.
-RATE = re.compile(r"^(\d+(?:\.\d+)?)/([smh])$")
+# A rate as Celery writes one too: a number of sends per second, minute or hour. ASCII digits
+# only (`\d` takes any script's), and \A...\Z, as `$` would also match before a final newline.
+RATE = re.compile(r"\A([0-9]+(?:\.[0-9]+)?)/([smh])\Z")
 _PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 

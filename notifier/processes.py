@@ -14,9 +14,13 @@ from dataclasses import dataclass
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CONTROL_QUEUE, MESSAGES_QUEUE
 from notifier.parsing import env_int
 
-# gunicorn: WEB_CONCURRENCY processes of WEB_THREADS gthread threads.
+# gunicorn: WEB_CONCURRENCY processes of gevent workers, each holding up to WEB_CONNECTIONS
+# connections. Greenlets, not threads: a client that sends its body slowly holds a greenlet
+# until BODY_TIMEOUT_SECONDS, and hundreds of those leave every other request a worker
+# (docs/decisions/0009-the-web-serves-on-greenlets.md).
 WEB_WORKERS = 2
-WEB_THREADS = 8
+WEB_WORKER_CLASS = "gevent"
+WEB_CONNECTIONS = 1000
 WEB_PORT = 8000
 FLOWER_PORT = 5555
 

@@ -6,16 +6,26 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-from notifier.errors import SignatureError
+from notifier.errors import MalformedSignatureHeaders, SignatureError
 
 TOLERANCE_SECONDS = 5 * 60
 # The request headers a signature covers or carries.
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _PREFIX = "whsec_"
+# Standard Webhooks gives webhook-id no character set (it asks only that senders keep `.` out,
+# which its reference verifier does not check), so ours is 1-256 printable ASCII characters
+# without space or comma: a header sent twice reaches us joined with a comma, never valid.
+_WEBHOOK_ID = re.compile(r"[\x21-\x2b\x2d-\x7e]{1,256}")
+# Unix seconds as ASCII digits, leading zeros allowed (the signature covers the text as sent);
+# the length bound keeps int() cheap, and a joined repeat holds a comma.
+_TIMESTAMP = re.compile(r"[0-9]{1,32}")
+# One signature: a version, exactly one comma, a value. Versions other than v1 are skipped.
+_SIGNATURE = re.compile(r"([\x21-\x2b\x2d-\x7e]+),([\x21-\x2b\x2d-\x7e]+)")
 
 
 def new_secret() -> str:
@@ -35,16 +45,17 @@ def secret_key(secret: str) -> bytes:
     return key
 
 
-def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+def sign(secret: str, msg_id: str, timestamp: int | str, body: bytes) -> str:
     """Return the `webhook-signature` header value for a request.
 
     Args:
         secret: a whsec_<base64> secret.
         msg_id: the `webhook-id` header.
-        timestamp: the `webhook-timestamp` header, in Unix seconds.
+        timestamp: the `webhook-timestamp` header, in Unix seconds, or its exact text.
         body: the raw request body, exactly as sent.
     """
-    return "v1," + base64.b64encode(_digest(secret_key(secret), msg_id, timestamp, body)).decode()
+    digest = _digest(secret_key(secret), msg_id, str(timestamp), body)
+    return "v1," + base64.b64encode(digest).decode()
 
 
 def signed_headers(
@@ -70,8 +81,9 @@ class Verifier:
         """Return the verified `webhook-id`.
 
         Raises:
-            SignatureError: a header is missing or malformed, the timestamp is more
-                than the tolerance away from now, or no signature matches any secret.
+            MalformedSignatureHeaders: a header breaks its format, or was sent twice.
+            SignatureError: a header is missing, the timestamp is more than the
+                tolerance away from now, or no signature matches any secret.
         """
         headers = {key.lower(): value for key, value in headers.items()}
         msg_id = headers.get("webhook-id", "")
@@ -79,36 +91,49 @@ class Verifier:
         raw_signatures = headers.get("webhook-signature", "")
         if not (msg_id and raw_timestamp and raw_signatures):
             raise SignatureError("missing webhook-id, webhook-timestamp or webhook-signature")
-        if len(msg_id) > 256:
-            raise SignatureError("webhook-id is longer than 256 characters")
-        if not raw_timestamp.isascii() or not raw_timestamp.isdigit() or len(raw_timestamp) > 12:
-            raise SignatureError("webhook-timestamp is not a Unix time in seconds")
-        timestamp = int(raw_timestamp)
-        current = time.time() if now is None else now
-        if abs(current - timestamp) > self._tolerance:
-            raise SignatureError("webhook-timestamp is more than 5 minutes away from now")
+        if not _WEBHOOK_ID.fullmatch(msg_id):
+            raise MalformedSignatureHeaders(
+                "webhook-id must be one header of 1-256 printable ASCII characters,"
+                " without spaces or commas"
+            )
+        if not _TIMESTAMP.fullmatch(raw_timestamp):
+            raise MalformedSignatureHeaders(
+                "webhook-timestamp must be one header of Unix seconds in ASCII digits"
+            )
         offered = _offered_signatures(raw_signatures)
+        current = time.time() if now is None else now
+        if abs(current - int(raw_timestamp)) > self._tolerance:
+            raise SignatureError("webhook-timestamp is more than 5 minutes away from now")
         for key in self._keys:
-            expected = _digest(key, msg_id, timestamp, body)
+            # Over the header's text as sent, so a sender's spelling of the time is kept.
+            expected = _digest(key, msg_id, raw_timestamp, body)
             # Compare against every offered signature so timing reveals nothing.
             if any(hmac.compare_digest(expected, candidate) for candidate in offered):
                 return msg_id
         raise SignatureError("no signature matches")
 
 
-def _digest(key: bytes, msg_id: str, timestamp: int, body: bytes) -> bytes:
-    signed = msg_id.encode() + b"." + str(timestamp).encode() + b"." + body
+def _digest(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
     return hmac.new(key, signed, hashlib.sha256).digest()
 
 
 def _offered_signatures(header: str) -> list[bytes]:
+    """The v1 signatures of a space-separated list, refusing the list if any item is malformed."""
     offered = []
     for item in header.split():
-        version, _, value = item.partition(",")
-        if version != "v1" or not value:
+        match = _SIGNATURE.fullmatch(item)
+        if match is None:
+            raise MalformedSignatureHeaders(
+                "webhook-signature must be one header of space-separated <version>,<base64>"
+            )
+        version, value = match.groups()
+        if version != "v1":
             continue
         try:
             offered.append(base64.b64decode(value, validate=True))
         except (binascii.Error, ValueError):
-            continue
+            raise MalformedSignatureHeaders(
+                "webhook-signature holds a v1 signature that is not base64"
+            ) from None
     return offered

@@ -48,6 +48,8 @@ def test_values_are_parsed() -> None:
     [
         ({"WECHAT_TOKEN_API": "fast"}, "WECHAT_TOKEN_API"),
         ({"SEND_RATE_LIMIT": "lots"}, "SEND_RATE_LIMIT"),
+        ({"SEND_RATE_LIMIT": "\u0665\u0660\u0660/s"}, "SEND_RATE_LIMIT"),  # Arabic-Indic digits
+        ({"WECHAT_SEND_RATE": "\u0665\u0660\u0660/s"}, "WECHAT_SEND_RATE"),
         ({"PORT": "http"}, "PORT"),
         ({"PORT": "70000"}, "PORT"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),

@@ -30,8 +30,9 @@ from notifier.devtools.benchstack import BenchConfig, worker_command, worker_nam
 from notifier.devtools.devstack import DevStack, Ports, web_command
 from notifier.processes import (
     FLOWER_PORT,
+    WEB_CONNECTIONS,
     WEB_PORT,
-    WEB_THREADS,
+    WEB_WORKER_CLASS,
     WEB_WORKERS,
     WORKERS,
     WorkerKind,
@@ -263,7 +264,7 @@ def web_view(argv: list[str]) -> dict[str, Any]:
     return {
         "workers": int(given["--workers"]),
         "worker_class": given["--worker-class"],
-        "threads": int(given["--threads"]),
+        "connections": int(given["--worker-connections"]),
     }
 
 
@@ -328,7 +329,7 @@ def test_a_concurrency_set_in_the_environment_reaches_the_worker_everywhere(
     assert seen == dict.fromkeys(seen, expected_worker(kind))
 
 
-def test_the_web_runs_two_gunicorn_workers_of_eight_threads_on_port_8000_everywhere(
+def test_the_web_runs_two_gevent_gunicorn_workers_on_port_8000_everywhere(
     run_sh: Callable[[str, Mapping[str, str]], list[str]],
     dev_commands: Callable[[], dict[str, list[str]]],
 ) -> None:
@@ -341,7 +342,11 @@ def test_the_web_runs_two_gunicorn_workers_of_eight_threads_on_port_8000_everywh
         "notifier dev": dev_commands()["web"],
         "notifier bench": web_command(WEB_PORT),
     }
-    expected = {"workers": WEB_WORKERS, "worker_class": "gthread", "threads": WEB_THREADS}
+    expected = {
+        "workers": WEB_WORKERS,
+        "worker_class": WEB_WORKER_CLASS,
+        "connections": WEB_CONNECTIONS,
+    }
     assert {name: web_view(argv) for name, argv in argvs.items()} == dict.fromkeys(argvs, expected)
     for name in ("Procfile", "docker-compose.yml", "Dockerfile CMD"):
         assert options(argvs[name])["--bind"] == f"0.0.0.0:{WEB_PORT}", name

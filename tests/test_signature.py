@@ -9,7 +9,7 @@ import pytest
 from freezegun import freeze_time
 from standardwebhooks import Webhook
 
-from notifier.errors import SignatureError
+from notifier.errors import MalformedSignatureHeaders, SignatureError
 from notifier.signature import Verifier, new_secret, sign, signed_headers
 
 BODY = b'{"touser":"oABC123","template_id":"T1","data":{"k":{"value":"v"}}}'
@@ -117,3 +117,52 @@ def test_sign_matches_the_specification_example() -> None:
     assert sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == (
         "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
     )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"webhook-id": "m 1"},
+        {"webhook-id": "m1,m1"},
+        {"webhook-id": "m\u00fc"},
+        {"webhook-id": "m" * 257},
+        {"webhook-timestamp": "yesterday"},
+        {"webhook-timestamp": "\u00b2"},
+        {"webhook-timestamp": "1700000000,1700000000"},
+        {"webhook-timestamp": "1" * 33},
+        {"webhook-signature": "v1,not-base64!!"},
+        {"webhook-signature": "v1,AAAA=,v1,AAAA="},
+        {"webhook-signature": "v1"},
+    ],
+)
+def test_malformed_or_repeated_headers_are_told_apart_from_a_bad_signature(
+    change: dict[str, str],
+) -> None:
+    secret = new_secret()
+    headers = {**signed_headers(secret, "m1", BODY), **change}
+    with pytest.raises(MalformedSignatureHeaders):
+        Verifier([secret]).verify(headers, BODY)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"webhook-id": ""}, {"webhook-timestamp": "1000000000"}, {"webhook-signature": "v1,AAAA"}],
+)
+def test_missing_stale_or_unmatched_signatures_are_not_malformed(change: dict[str, str]) -> None:
+    secret = new_secret()
+    headers = {**signed_headers(secret, "m1", BODY), **change}
+    with pytest.raises(SignatureError) as raised:
+        Verifier([secret]).verify(headers, BODY)
+    assert not isinstance(raised.value, MalformedSignatureHeaders)
+
+
+def test_the_timestamp_is_verified_over_its_exact_text() -> None:
+    secret = new_secret()
+    text = f"00{NOW}"
+    headers = {"webhook-id": "m1", "webhook-timestamp": text,
+               "webhook-signature": sign(secret, "m1", text, BODY)}  # fmt: skip
+    with freeze_time(datetime.fromtimestamp(NOW, tz=UTC)):
+        assert Verifier([secret]).verify(headers, BODY) == "m1"
+        headers["webhook-signature"] = sign(secret, "m1", NOW, BODY)
+        with pytest.raises(SignatureError, match="no signature matches"):
+            Verifier([secret]).verify(headers, BODY)

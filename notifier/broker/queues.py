@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -14,11 +15,19 @@ CHUNK_TASK = "notifier.send_chunk"
 CONTROL_TASKS = ("notifier.reconcile", "notifier.refresh_token", "notifier.resume_deferred")
 # Recipients per campaign chunk: its task envelope (about 1.2 KB) is shared by all of them.
 CHUNK_SIZE = 100
+# Every id new_message_id makes, and nothing else: 32 lower-case hex digits. Messages and
+# campaigns share it; an id from outside is checked against it before it names a Redis key.
+MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def new_message_id() -> str:
     """Make a message id; its hex form doubles as WeChat's client_msg_id."""
     return uuid.uuid4().hex
+
+
+def is_message_id(text: str) -> bool:
+    """Whether `text` could have been made by new_message_id: other text names no record."""
+    return MESSAGE_ID.fullmatch(text) is not None
 
 
 def task_payload(message_id: str, message: dict[str, Any]) -> dict[str, Any]:

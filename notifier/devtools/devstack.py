@@ -18,7 +18,14 @@ import requests
 
 from notifier.devtools.redis_server import RedisServer, free_port
 from notifier.parsing import env_int
-from notifier.processes import FLOWER_PORT, WEB_PORT, WEB_THREADS, WEB_WORKERS, WORKERS
+from notifier.processes import (
+    FLOWER_PORT,
+    WEB_CONNECTIONS,
+    WEB_PORT,
+    WEB_WORKER_CLASS,
+    WEB_WORKERS,
+    WORKERS,
+)
 from notifier.processes import worker_pool as worker_pool  # for the tests' workers
 from notifier.signature import new_secret
 
@@ -33,7 +40,8 @@ def web_command(port: int, workers: int = WEB_WORKERS) -> list[str]:
     servers would take it over from any other gunicorn of the same user, and remove it.
     """
     return [sys.executable, "-m", "gunicorn", "wsgi:app", "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--worker-class", "gthread", "--threads", str(WEB_THREADS),
+            "--workers", str(workers), "--worker-class", WEB_WORKER_CLASS,
+            "--worker-connections", str(WEB_CONNECTIONS),
             "--no-control-socket"]  # fmt: skip
 
 

@@ -144,12 +144,13 @@ class Admission:
         return Admitted(earlier_id, repeated=True)
 
     def _connection(self) -> redis.Redis:
-        """This thread's own connection, held between requests.
+        """This thread's (or greenlet's) own connection, held between requests.
 
         A connection checked out of the pool per command is first probed for stray
         data: three more system calls on every request, for a check a held
-        connection does not need. This assumes long-lived threads, as gunicorn's gthread
-        workers have; under greenlets it would open a client per request.
+        connection does not need. Under gunicorn's gevent workers each client connection
+        is one greenlet, so its requests share one Redis connection, which goes back to
+        the pool when the client connection ends.
         """
         held: redis.Redis | None = getattr(self._held, "client", None)
         if held is None:

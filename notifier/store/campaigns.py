@@ -7,13 +7,14 @@ it has an outcome, it takes one short hash field, and the campaign's counters mo
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from notifier.broker.queues import CAMPAIGNS_QUEUE
+from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGE_ID, is_message_id
 from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
 from notifier.store.messages import FINAL, early_receipt
 from notifier.store.metrics import Tally, metrics_keys
@@ -23,6 +24,14 @@ from notifier.store.scripts import source
 from notifier.store.unfinished import chunk_member
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
+# Every id recipient_id makes: a campaign id (minted as a message id is), a dash, and the
+# index in ASCII digits without leading zeros. Bounded, so int() of it stays cheap.
+RECIPIENT_ID = re.compile(rf"({MESSAGE_ID.pattern})-(0|[1-9][0-9]{{0,8}})")
+
+
+def is_campaign_id(text: str) -> bool:
+    """Whether `text` could name a campaign: campaign ids are minted as message ids are."""
+    return is_message_id(text)
 
 
 def recipient_id(campaign_id: str, index: int) -> str:
@@ -31,11 +40,11 @@ def recipient_id(campaign_id: str, index: int) -> str:
 
 
 def split_recipient_id(message_id: str) -> tuple[str, int] | None:
-    """The (campaign id, index) of a recipient's message id, or None for a single message."""
-    campaign_id, sep, index = message_id.partition("-")
-    if not sep or len(campaign_id) != 32 or not index.isdigit():
+    """The (campaign id, index) of a recipient's id as minted; None for any other text."""
+    match = RECIPIENT_ID.fullmatch(message_id)
+    if match is None:
         return None
-    return campaign_id, int(index)
+    return match.group(1), int(match.group(2))
 
 
 @dataclass(frozen=True)

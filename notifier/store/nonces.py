@@ -29,7 +29,8 @@ class ReplayGuard:
         Raises:
             CallbackError: the timestamp is not a number or is outside the window.
         """
-        if not timestamp.isdigit() or len(timestamp) > 12:
+        # ASCII digits only: isdigit() alone passes "²", which int() then refuses.
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise CallbackError("callback timestamp is not a Unix time")
         current = time.time() if now is None else now
         if abs(current - int(timestamp)) > self._window:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
+from notifier.broker.queues import is_message_id
 from notifier.store.messages import iso
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
@@ -30,7 +31,8 @@ def list_dead_letters() -> Response:
 @bearer_required
 def replay_one(message_id: str) -> Response | tuple[Response, int]:
     """Queue one dead letter again under its own id."""
-    if not web_context().stores.replayer.replay(message_id):
+    # Only an id as minted reaches Redis: any other text could name another key.
+    if not is_message_id(message_id) or not web_context().stores.replayer.replay(message_id):
         return problem(404, f"{message_id[:64]!r} is not a failed, dead or deferred message")
     return jsonify(id=message_id, status="queued"), 202
 

@@ -14,10 +14,11 @@ from notifier.signature import Verifier
 from notifier.store import unfinished
 from notifier.store.admission import Admission
 from notifier.store.stores import open_stores
-from notifier.web import admin, callback, campaigns, health, metrics, status, tracing
+from notifier.web import admin, callback, campaigns, health, metrics, openapi, status, tracing
 from notifier.web import messages as intake
 from notifier.web.auth import BearerTokens
 from notifier.web.context import WebContext
+from notifier.web.deadline import BodyDeadline
 from notifier.web.problems import problem
 from notifier.wechat.receipts import CallbackVerifier
 
@@ -62,14 +63,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp, metrics.bp):
         app.register_blueprint(blueprint)
     health.install(app, settings.redis_url)
+    openapi.install(app, settings)
     tracing.install(app)
+    app.wsgi_app = BodyDeadline(app.wsgi_app, settings.body_timeout)  # type: ignore[method-assign]
 
     @app.errorhandler(HTTPException)
     def http_problem(exc: HTTPException) -> Response:
         detail = exc.description or exc.name
         if exc.code == 413:
-            batch = request.path.rstrip("/").endswith("/batch")
-            limit = settings.max_batch_bytes if batch else settings.max_body_bytes
+            path = request.path.rstrip("/")
+            limit = settings.max_batch_bytes if path.endswith("/batch") else settings.max_body_bytes
+            if path == callback.PATH:
+                limit = callback.MAX_BODY_BYTES  # the callback's own, whatever the intake's
             detail = f"body is larger than {limit} bytes"
         return problem(exc.code or 500, detail)
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from notifier.store.campaigns import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.messages import accept
@@ -39,7 +40,9 @@ def campaign_status(campaign_id: str) -> Response:
     """Counts per status and a page of failed recipients (`?offset=&limit=`)."""
     offset = min(max(request.args.get("offset", 0, type=int) or 0, 0), 10**9)
     limit = min(max(request.args.get("limit", 100, type=int) or 100, 1), 1000)
-    summary = web_context().stores.campaigns.summary(campaign_id[:64], offset, limit)
+    # Only an id as minted reaches Redis: any other text could name another key.
+    valid = is_campaign_id(campaign_id)
+    summary = web_context().stores.campaigns.summary(campaign_id, offset, limit) if valid else None
     if summary is None:
         return problem(404, f"no campaign {campaign_id[:64]!r} (unknown, or past its retention)")
     return jsonify(summary)

@@ -12,7 +12,7 @@ from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from notifier import logs
-from notifier.errors import BrokerUnavailable, SignatureError
+from notifier.errors import BrokerUnavailable, MalformedSignatureHeaders, SignatureError
 from notifier.signature import HEADERS
 from notifier.store.admission import Admitted, IdempotencyConflict
 from notifier.web import tracing
@@ -55,6 +55,8 @@ def accept(
     body = read_body(limit)
     try:
         webhook_id = svc.verifier.verify(_signing_headers(), body)
+    except MalformedSignatureHeaders as exc:
+        return problem(400, f"webhook signature headers refused: {exc}")
     except SignatureError as exc:
         return problem(401, f"webhook signature refused: {exc}")
     logs.bind(webhook_id=webhook_id)
@@ -91,7 +93,11 @@ def read_body(limit: int) -> bytes:
 
 
 def _signing_headers() -> dict[str, str]:
-    """Only the headers a signature needs: copying them all costs more than verifying."""
+    """Only the headers a signature needs: copying them all costs more than verifying.
+
+    A header sent twice arrives as one value joined by commas (gunicorn and werkzeug both
+    join them, so `getlist` sees one): notifier/signature.py's formats refuse the join.
+    """
     return {name: value for name in HEADERS if (value := request.headers.get(name)) is not None}
 
 
@@ -105,6 +111,11 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
     """Decode and validate a JSON body, or return the problem response explaining why not."""
+    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
+        # Nothing here decodes a compressed body: refused, not misread as text.
+        refused = problem(415, "Content-Encoding is not supported; send the body uncompressed")
+        refused.headers["Accept-Encoding"] = "identity"  # RFC 7694: what would be accepted
+        return refused
     if not request.mimetype or request.mimetype != "application/json":
         return problem(415, "send the body as application/json")
     try:

@@ -13,6 +13,7 @@ _TITLES = {
     401: "Unauthorized",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -33,6 +34,9 @@ def problem(status: int, detail: str, challenge: str = "Signature", **extra: Any
     response = Response(json.dumps(body), status=status, mimetype=PROBLEM_TYPE)
     if status == 401:
         response.headers["WWW-Authenticate"] = f'{challenge} realm="notifier"'
+    if status == 408:
+        # The rest of the body may still be on its way: nothing after it can be read.
+        response.headers["Connection"] = "close"
     if status == 503:
         response.headers["Retry-After"] = "5"
     return response

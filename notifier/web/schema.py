@@ -7,27 +7,29 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-# WeChat openids and template ids are URL-safe base64-like strings.
-_ID = validate.Regexp(r"^[A-Za-z0-9_-]{1,64}$", error="must be 1-64 letters, digits, '-' or '_'")
+# WeChat openids and template ids are URL-safe base64-like strings. Every pattern is anchored
+# with \A and \Z: `$` would also match before a final newline, letting "abc\n" through.
+_ID = validate.Regexp(r"\A[A-Za-z0-9_-]{1,64}\Z", error="must be 1-64 letters, digits, '-' or '_'")
 _CLIENT_MSG_ID = validate.Regexp(
-    r"^[A-Za-z0-9_.:-]{1,64}$", error="must be 1-64 letters, digits or '_.:-'"
+    r"\A[A-Za-z0-9_.:-]{1,64}\Z", error="must be 1-64 letters, digits or '_.:-'"
 )
+_DATA_KEY = validate.Regexp(r"\A[A-Za-z0-9_]{1,32}\Z", error="must be 1-32 letters, digits or '_'")
 # What no follower's phone shows as meant: control characters (line breaks included,
 # which WeChat strips), lone surrogates, the Unicode line and paragraph separators, and
 # bidirectional overrides and isolates, which can make a notice read differently.
 _UNSHOWN = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_MAX_DATA_KEYS = 50
-_MAX_VALUE_CHARS = 200
+MAX_DATA_KEYS = 50
+MAX_VALUE_CHARS = 200
 
 
-def _printable(value: str) -> None:
+def printable(value: str) -> None:
     if _UNSHOWN.search(value):
         raise ValidationError(
             "must not contain control characters, line breaks, bidi overrides or lone surrogates"
         )
 
 
-class _TemplateValue(fields.Field):  # type: ignore[type-arg]
+class TemplateValue(fields.Field):  # type: ignore[type-arg]
     """One template field, `{"value": "..."}`; a field type, as a nested schema costs 4x more.
 
     Colours and other legacy keys are refused rather than silently dropped.
@@ -39,9 +41,9 @@ class _TemplateValue(fields.Field):  # type: ignore[type-arg]
         text = value["value"]
         if not isinstance(text, str):
             raise ValidationError("value: must be a string")
-        if len(text) > _MAX_VALUE_CHARS:
-            raise ValidationError(f"value: must be at most {_MAX_VALUE_CHARS} characters")
-        _printable(text)
+        if len(text) > MAX_VALUE_CHARS:
+            raise ValidationError(f"value: must be at most {MAX_VALUE_CHARS} characters")
+        printable(text)
         return {"value": text}
 
 
@@ -49,14 +51,14 @@ class _Miniprogram(Schema):
     class Meta:
         unknown = RAISE
 
-    appid = fields.String(required=True, validate=[validate.Length(min=1, max=64), _printable])
-    pagepath = fields.String(validate=[validate.Length(max=1024), _printable])
+    appid = fields.String(required=True, validate=[validate.Length(min=1, max=64), printable])
+    pagepath = fields.String(validate=[validate.Length(max=1024), printable])
 
 
 def _data_field(required: bool) -> fields.Dict:
     return fields.Dict(
-        keys=fields.String(validate=validate.Regexp(r"^[A-Za-z0-9_]{1,32}$")),
-        values=_TemplateValue(),
+        keys=fields.String(validate=_DATA_KEY),
+        values=TemplateValue(),
         required=required,
     )
 
@@ -70,15 +72,15 @@ class MessageSchema(Schema):
     touser = fields.String(required=True, validate=_ID)
     template_id = fields.String(required=True, validate=_ID)
     data = _data_field(required=True)
-    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), _printable])
+    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), printable])
     miniprogram = fields.Nested(_Miniprogram)
     client_msg_id = fields.String(validate=_CLIENT_MSG_ID)
 
     @validates_schema
     def _data_not_empty(self, item: dict[str, Any], **_: Any) -> None:
         data = item.get("data")
-        if data is not None and not 1 <= len(data) <= _MAX_DATA_KEYS:
-            raise ValidationError(f"must hold 1 to {_MAX_DATA_KEYS} fields", "data")
+        if data is not None and not 1 <= len(data) <= MAX_DATA_KEYS:
+            raise ValidationError(f"must hold 1 to {MAX_DATA_KEYS} fields", "data")
 
 
 MAX_RECIPIENTS = 10_000
@@ -102,7 +104,7 @@ class CampaignSchema(Schema):
 
     template_id = fields.String(required=True, validate=_ID)
     data = _data_field(required=False)
-    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), _printable])
+    url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), printable])
     miniprogram = fields.Nested(_Miniprogram)
     recipients = fields.List(
         fields.Nested(_Recipient),
@@ -111,15 +113,23 @@ class CampaignSchema(Schema):
     )
 
     @validates_schema
-    def _every_recipient_has_data(self, item: dict[str, Any], **_: Any) -> None:
+    def _recipients_are_distinct_and_have_data(self, item: dict[str, Any], **_: Any) -> None:
+        """One pass: a follower named twice would be messaged twice, and each needs data."""
         shared = item.get("data") or {}
-        bad = {
-            index: {
-                "data": [f"shared and own data together must hold 1 to {_MAX_DATA_KEYS} fields"]
-            }
-            for index, recipient in enumerate(item.get("recipients") or [])
-            if not 1 <= len(shared.keys() | (recipient.get("data") or {}).keys()) <= _MAX_DATA_KEYS
-        }
+        first: dict[str, int] = {}  # openid -> index of the recipient that named it first
+        bad: dict[int, dict[str, list[str]]] = {}
+        for index, recipient in enumerate(item.get("recipients") or []):
+            problems: dict[str, list[str]] = {}
+            earlier = first.setdefault(recipient["touser"], index)
+            if earlier != index:
+                problems["touser"] = [f"repeats recipient {earlier}"]
+            own = recipient.get("data") or {}
+            if not 1 <= len(shared.keys() | own.keys()) <= MAX_DATA_KEYS:
+                problems["data"] = [
+                    f"shared and own data together must hold 1 to {MAX_DATA_KEYS} fields"
+                ]
+            if problems:
+                bad[index] = problems
         if bad:
             raise ValidationError(bad, "recipients")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
+from notifier.broker.queues import is_message_id
 from notifier.store.campaigns import split_recipient_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
@@ -19,7 +20,8 @@ def message_status(message_id: str) -> Response:
     recipient = split_recipient_id(message_id)
     if recipient is not None:
         return _recipient_status(message_id, *recipient)
-    record = web_context().stores.messages.get(message_id) if len(message_id) <= 64 else None
+    # Only an id as minted reaches Redis: any other text could name another key.
+    record = web_context().stores.messages.get(message_id) if is_message_id(message_id) else None
     if record is None:
         return problem(404, f"no message {message_id[:64]!r} (unknown, or past its retention)")
     return jsonify(record.as_dict())

@@ -1,4 +1,4 @@
-"""WeChat's pushed delivery receipts: signatures, safe-mode AES, and XML parsed without entities."""
+"""WeChat's pushed receipts: signatures, safe-mode AES, and flat XML parsed without entities."""
 
 from __future__ import annotations
 
@@ -12,11 +12,21 @@ from xml.etree.ElementTree import Element
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
+from defusedxml.ElementTree import ParseError, iterparse
 
 from notifier.errors import NotifierError
 
 RECEIPT_EVENT = "TEMPLATESENDJOBFINISH"
+# Root = 1. A receipt or safe-mode envelope needs 2; the deepest push WeChat documents for
+# the same URL (MASSSENDJOBFINISH's CopyrightCheckResult/ResultList/item/field) needs 5.
+MAX_XML_DEPTH = 6
+# The parser is fed this much at a time and its events are read after each feed, so a
+# document nested too deep is refused within its first chunk, not after a full parse.
+_FEED_BYTES = 1024
+# WeChat pads safe-mode plaintext to 32-byte blocks (PKCS#7 with k = 32): pads run 1..32.
+_BLOCK = 32
+_HEADER = 20  # 16 random bytes, then the message's length as a big-endian uint32
+_MSGID_DIGITS = 20  # WeChat's msgid is a uint64
 
 
 class CallbackError(NotifierError):
@@ -32,16 +42,43 @@ class Receipt:
     reason: str  # WeChat's Status text, e.g. "success" or "failed:user block"
 
 
+class _Chunks:
+    """A body read in small pieces, so the depth check runs before much of it is parsed."""
+
+    def __init__(self, body: bytes) -> None:
+        self._view = memoryview(body)
+        self._at = 0
+
+    def read(self, size: int = -1) -> bytes:
+        """The next piece, whatever `size` asks: the parser reads until an empty one."""
+        piece = self._view[self._at : self._at + _FEED_BYTES]
+        self._at += len(piece)
+        return bytes(piece)
+
+
 def parse_xml(body: bytes) -> dict[str, str]:
-    """Parse a flat WeChat XML document into tag → text, refusing DTDs and entities.
+    """Parse a flat WeChat XML document into tag → text, refusing DTDs, entities and depth.
 
     Raises:
-        CallbackError: the body is not well-formed XML, or declares entities.
+        CallbackError: the body is not well-formed XML, declares entities, or nests deeper
+            than MAX_XML_DEPTH.
     """
+    root: Element | None = None  # the first element opened
+    depth = 0  # elements open at this event; never above MAX_XML_DEPTH past the check
     try:
-        root: Element = fromstring(body, forbid_dtd=True)
+        for event, element in iterparse(_Chunks(body), ("start", "end"), forbid_dtd=True):
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            if depth > MAX_XML_DEPTH:
+                raise CallbackError(f"callback XML is nested deeper than {MAX_XML_DEPTH} levels")
+            if root is None:
+                root = element
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise CallbackError(f"callback body refused: {type(exc).__name__}") from None
+    if root is None:  # not reached: the parser refuses a document without an element
+        raise CallbackError("callback body has no element")
     return {child.tag: (child.text or "") for child in root}
 
 
@@ -49,10 +86,11 @@ def receipt_from(fields: dict[str, str]) -> Receipt | None:
     """The receipt in a parsed event, or None for any other kind of push."""
     if fields.get("MsgType") != "event" or fields.get("Event") != RECEIPT_EVENT:
         return None
-    try:
-        msgid = int(fields.get("MsgID", ""))
-    except ValueError:
-        raise CallbackError("receipt has no numeric MsgID") from None
+    raw = fields.get("MsgID", "")
+    # ASCII digits only: int() would also take "1_000", " 7", "+5" and other scripts' digits.
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= _MSGID_DIGITS):
+        raise CallbackError("receipt has no numeric MsgID")
+    msgid = int(raw)
     outcome = fields.get("Status", "").strip()
     return Receipt(msgid, outcome == "success", outcome or "unknown")
 
@@ -77,7 +115,8 @@ class CallbackVerifier:
             CallbackError: the signature does not match.
         """
         expected = sha1_signature(self._token, timestamp, nonce, *extra)
-        if not signature or not hmac.compare_digest(expected, signature.lower()):
+        # compare_digest refuses non-ASCII text with TypeError: such a signature is a mismatch.
+        if not signature.isascii() or not hmac.compare_digest(expected, signature.lower()):
             raise CallbackError("callback signature does not match")
 
     def decrypt(self, encrypted: str) -> bytes:
@@ -91,14 +130,14 @@ class CallbackVerifier:
         try:
             raw = base64.b64decode(encrypted, validate=True)
             decryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16])).decryptor()
-            padded = decryptor.update(raw) + decryptor.finalize()
-            pad = padded[-1]
-            if not 1 <= pad <= 32:
-                raise ValueError("bad padding")
-            plain = padded[:-pad]
-            (length,) = struct.unpack(">I", plain[16:20])
-            message, app_id = plain[20 : 20 + length], plain[20 + length :].decode()
-        except (ValueError, struct.error, UnicodeDecodeError, IndexError):
+            plain = _unpad(decryptor.update(raw) + decryptor.finalize())
+            # Invariant past here: 20 <= 20 + length <= len(plain), the app id the rest.
+            (length,) = struct.unpack(">I", plain[16:_HEADER])
+            if _HEADER + length > len(plain):
+                raise ValueError("the stated length runs past the plaintext")
+            message = plain[_HEADER : _HEADER + length]
+            app_id = plain[_HEADER + length :].decode()
+        except (ValueError, struct.error, UnicodeDecodeError):
             raise CallbackError("callback ciphertext cannot be opened") from None
         if self._app_id and app_id != self._app_id:
             raise CallbackError("callback was encrypted for another app id")
@@ -113,3 +152,21 @@ class CallbackVerifier:
         plain += bytes([pad]) * pad
         encryptor = Cipher(algorithms.AES(self._key), modes.CBC(self._key[:16])).encryptor()
         return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+
+
+def _unpad(padded: bytes) -> bytes:
+    """Strip WeChat's PKCS#7 padding, checking every pad byte, not only the last.
+
+    Raises:
+        ValueError: the text is not whole blocks, or its padding is not 1..32 copies of its
+            length. The pad bytes are compared in constant time for a given pad length.
+    """
+    if not padded or len(padded) % _BLOCK:
+        raise ValueError("the plaintext is not whole 32-byte blocks")
+    pad = padded[-1]
+    if not 1 <= pad <= _BLOCK or not hmac.compare_digest(padded[-pad:], bytes([pad]) * pad):
+        raise ValueError("bad padding")
+    plain = padded[:-pad]
+    if len(plain) < _HEADER:
+        raise ValueError("the plaintext is shorter than its header")
+    return plain

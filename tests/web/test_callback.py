@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import base64
+import gzip
+import io
 import itertools
 import os
 import time
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import redis
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from notifier.config import Settings
 from notifier.store.messages import MessageState
 from notifier.web.app import create_app
-from notifier.wechat.receipts import CallbackVerifier, sha1_signature
+from notifier.web.callback import MAX_BODY_BYTES as CALLBACK_LIMIT
+from notifier.wechat.receipts import MAX_XML_DEPTH, CallbackVerifier, sha1_signature
 
 TOKEN = "callbacktoken"
 AES_KEY = base64.b64encode(os.urandom(32)).decode().rstrip("=")
@@ -187,3 +192,188 @@ def test_a_failed_receipt_shows_its_reason_and_cannot_be_replayed(
     assert record is not None and record.as_dict()["errmsg"] == "failed:user block"
     assert state.requeue("m1", "replayed") is None
     assert state.status("m1") == "failed"
+
+
+def post(client: FlaskClient, params: dict[str, str], body: bytes | str, **kw: Any) -> TestResponse:
+    return client.post("/wechat/callback", query_string=params, data=body, **kw)
+
+
+def sealed_body(message: bytes, app_id: str = "wx_test_app") -> tuple[str, str]:
+    """A safe-mode body and its Encrypt text."""
+    encrypted = CallbackVerifier(TOKEN, app_id, AES_KEY).encrypt(message, app_id)
+    return f"<xml><ToUserName>gh_1</ToUserName><Encrypt>{encrypted}</Encrypt></xml>", encrypted
+
+
+def test_a_truncated_receipt_does_not_spend_its_nonce(
+    client: FlaskClient, state: MessageState
+) -> None:
+    captured, whole = signed_query(), receipt_xml(200163836)
+    assert post(client, captured, whole[:-20]).status_code == 400
+    # The same push again, whole (a retry of a cut transfer): applied, not taken for a replay.
+    assert (post(client, captured, whole).status_code, state.status("m1")) == (200, "delivered")
+    assert post(client, captured, receipt_xml(200163836, "failed:x")).text == "success"
+    assert state.status("m1") == "delivered"  # now it is spent
+
+
+def test_a_safe_mode_receipt_cut_short_does_not_spend_its_nonce(
+    client: FlaskClient, state: MessageState
+) -> None:
+    body, encrypted = sealed_body(receipt_xml(200163836))
+    params = safe_mode_query(encrypted)
+    cut = body.replace(encrypted, encrypted[:-8])
+    assert post(client, params, cut).status_code == 403  # msg_signature covers Encrypt
+    assert post(client, params, body).status_code == 200
+    assert state.status("m1") == "delivered"
+
+
+def test_a_receipt_without_a_msgid_does_not_spend_its_nonce(
+    client: FlaskClient, state: MessageState
+) -> None:
+    captured = signed_query()
+    assert (
+        post(client, captured, receipt_xml(200163836).replace(b"200163836", b"")).status_code == 400
+    )
+    assert post(client, captured, receipt_xml(200163836)).status_code == 200
+    assert state.status("m1") == "delivered"
+
+
+def padded_receipt(size: int) -> bytes:
+    whole = receipt_xml(200163836)
+    return whole + b" " * (size - len(whole))
+
+
+@pytest.mark.parametrize(
+    ("size", "status"),
+    [(CALLBACK_LIMIT, 200), (CALLBACK_LIMIT + 1, 413), (4 * 1024 * 1024, 413), (5 << 20, 413)],
+)
+def test_a_callback_body_is_held_to_its_own_limit(
+    client: FlaskClient, state: MessageState, size: int, status: int
+) -> None:
+    response = post(client, signed_query(), padded_receipt(size))
+    assert response.status_code == status
+    if status == 413:
+        assert response.get_json()["detail"] == "body is larger than 65536 bytes"
+        assert state.status("m1") == "sent"
+
+
+@pytest.mark.parametrize(("size", "status"), [(CALLBACK_LIMIT, 200), (CALLBACK_LIMIT + 1, 413)])
+def test_a_chunked_callback_body_is_held_to_its_limit(
+    client: FlaskClient, state: MessageState, size: int, status: int
+) -> None:
+    response = client.post(
+        "/wechat/callback",
+        query_string=signed_query(),
+        input_stream=io.BytesIO(padded_receipt(size)),
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == status
+
+
+@pytest.mark.parametrize("levels", [MAX_XML_DEPTH, 9_000], ids=["one-too-deep", "nine-thousand"])
+def test_deeply_nested_xml_is_refused(
+    client: FlaskClient, state: MessageState, levels: int
+) -> None:
+    inner = b"<a>" * levels + b"</a>" * levels  # under the root: one level more than `levels`
+    body = receipt_xml(200163836).replace(b"</xml>", inner + b"</xml>")
+    assert len(body) <= CALLBACK_LIMIT
+    assert post(client, signed_query(), body).status_code == 400
+    assert state.status("m1") == "sent"
+
+
+def test_deeply_nested_xml_inside_a_safe_mode_envelope_is_refused(
+    client: FlaskClient, state: MessageState
+) -> None:
+    deep = receipt_xml(200163836).replace(b"</xml>", b"<a>" * 50 + b"</a>" * 50 + b"</xml>")
+    body, encrypted = sealed_body(deep)
+    assert post(client, safe_mode_query(encrypted), body).status_code == 400
+    assert state.status("m1") == "sent"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "gzipped"),
+    [("gzip", True), ("gzip", False), ("deflate", False), ("br", False), ("identity, gzip", False)],
+)
+def test_an_encoded_callback_body_gets_415(
+    client: FlaskClient, state: MessageState, encoding: str, gzipped: bool
+) -> None:
+    raw = receipt_xml(200163836)
+    body = gzip.compress(raw) if gzipped else raw
+    response = post(client, signed_query(), body, headers={"Content-Encoding": encoding})
+    assert response.status_code == 415
+    assert state.status("m1") == "sent"
+
+
+@pytest.mark.parametrize("encoding", ["identity", "Identity "])
+def test_an_identity_encoded_callback_is_applied(
+    client: FlaskClient, state: MessageState, encoding: str
+) -> None:
+    headers = {"Content-Encoding": encoding}
+    assert post(client, signed_query(), receipt_xml(200163836), headers=headers).status_code == 200
+    assert state.status("m1") == "delivered"
+
+
+def signed_as(timestamp: str, nonce: str) -> dict[str, str]:
+    """A query signed over exactly these texts, whatever they are."""
+    signature = sha1_signature(TOKEN, timestamp, nonce)
+    return {"timestamp": timestamp, "nonce": nonce, "signature": signature}
+
+
+def malformed() -> dict[str, tuple[dict[str, str] | str, bytes | str]]:
+    """Callbacks no client should send, each built at the moment it is sent."""
+    now = str(int(time.time()))
+    good = receipt_xml(200163836)
+    sealed = sealed_body(good)[0]
+    garbage = base64.b64encode(os.urandom(64)).decode()
+    return {
+        "no-query": ({}, good),
+        "no-signature": ({"timestamp": now, "nonce": "1"}, good),
+        "no-timestamp": ({"nonce": "1", "signature": "0" * 40}, good),
+        "signature-non-ascii": ({**query(), "signature": "é" * 40}, good),
+        "signature-huge": ({**query(), "signature": "a" * 100_000}, good),
+        "timestamp-superscript-two": (signed_as("²", "n1"), good),
+        "timestamp-arabic-digits": (signed_as("\u0661\u0667" + "\u0660" * 8, "n2"), good),
+        "timestamp-huge": (signed_as("9" * 10_000, "n3"), good),
+        "timestamp-negative": (signed_as("-1", "n4"), good),
+        "timestamp-spaces": (signed_as(f" {now} ", "n5"), good),
+        "nonce-non-ascii": (signed_as(now, "ñ²😀"), good),
+        "nonce-huge": (signed_as(now, "n" * 100_000), good),
+        "query-bad-utf8": ("timestamp=%ff%fe&nonce=%80&signature=%c3", good),
+        "query-repeated": ("timestamp=1&timestamp=2&nonce=1&nonce=2&signature=a", good),
+        "empty-body": (signed_query(), b""),
+        "not-xml": (signed_query(), b'{"MsgType": "event"}'),
+        "binary-body": (signed_query(), os.urandom(512)),
+        "utf16-xml": (signed_query(), good.decode().encode("utf-16")),
+        "no-root-children": (signed_query(), b"<xml/>"),
+        "msgid-huge": (signed_query(), good.replace(b"200163836", b"9" * 5_000)),
+        "msgid-not-ascii": (signed_query(), good.replace(b"200163836", "²".encode())),
+        "encrypt-type-unknown": ({**signed_query(), "encrypt_type": "des"}, good),
+        "encrypt-type-aes-upper": ({**signed_query(), "encrypt_type": "AES"}, sealed),
+        "aes-without-encrypt": ({**signed_query(), "encrypt_type": "aes"}, good),
+        "aes-without-msg-signature": ({**signed_query(), "encrypt_type": "aes"}, sealed),
+        "aes-garbage-signed": (
+            safe_mode_query(garbage),
+            f"<xml><Encrypt>{garbage}</Encrypt></xml>",
+        ),
+        "aes-not-base64-signed": (safe_mode_query("%%%"), "<xml><Encrypt>%%%</Encrypt></xml>"),
+        "aes-empty-signed": (safe_mode_query(""), "<xml><Encrypt></Encrypt></xml>"),
+    }
+
+
+@pytest.mark.parametrize("case", list(malformed()))
+def test_malformed_callbacks_never_get_a_5xx(client: FlaskClient, case: str) -> None:
+    for method in ("GET", "POST"):
+        params, body = malformed()[case]
+        response = client.open("/wechat/callback", method=method, query_string=params, data=body)
+        assert response.status_code < 500, (method, response.status_code, response.text)
+
+
+def test_the_413_names_the_callback_limit_whatever_the_message_limit(
+    settings: Settings, redis_client: redis.Redis, state: MessageState
+) -> None:
+    configured = replace(settings, wechat_callback_token=TOKEN, max_body_bytes=200_000)
+    client = create_app(configured).test_client()
+    for size in (CALLBACK_LIMIT + 1, 300_000, 5 << 20):  # read and refused; refused unread
+        response = post(client, signed_query(), padded_receipt(size))
+        assert response.status_code == 413
+        assert response.get_json()["detail"] == "body is larger than 65536 bytes"
+    assert state.status("m1") == "sent"

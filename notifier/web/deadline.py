@@ -1,0 +1,96 @@
+"""A request body must arrive whole within BODY_TIMEOUT_SECONDS, so a slow client holds nothing."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+import gevent
+from gevent import socket as green_socket
+from werkzeug.exceptions import RequestTimeout
+
+T = TypeVar("T")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+class BodyDeadline:
+    """WSGI middleware: reading the body ends at one deadline for the whole, then 408.
+
+    On the shipped server (gunicorn's gevent workers) a timer interrupts the read wherever
+    it waits, so a byte every few seconds cannot stretch it. On a threaded server the
+    socket's timeout bounds each wait instead: a stalled client is cut off, a trickling one
+    only once it stalls. The app answers RequestTimeout with 408 and closes the connection.
+    Under a server that exposes no socket (the test client) the body is read as it is.
+    """
+
+    def __init__(self, app: WSGIApp, seconds: float) -> None:
+        self._app = app
+        self._seconds = seconds
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        sock = environ.get("gunicorn.socket")
+        if not isinstance(sock, socket.socket | green_socket.socket) or not _has_body(environ):
+            return self._app(environ, start_response)
+        deadline = time.monotonic() + self._seconds
+        environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], sock, deadline)
+        try:
+            return self._app(environ, start_response)
+        finally:
+            # Blocking again: the server's own timeouts govern the connection from here.
+            sock.settimeout(None)
+
+
+def _has_body(environ: dict[str, Any]) -> bool:
+    length = environ.get("CONTENT_LENGTH", "")
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    return chunked or (length not in ("", "0"))
+
+
+class _DeadlineInput:
+    """The body stream, every read bounded by the time left before the deadline."""
+
+    def __init__(
+        self, stream: Any, sock: socket.socket | green_socket.socket, deadline: float
+    ) -> None:
+        self._stream = stream
+        self._sock = sock
+        self._deadline = deadline
+        self._green = isinstance(sock, green_socket.socket)
+
+    def read(self, size: int | None = -1) -> bytes:
+        return bytes(self._bounded(lambda: self._stream.read(size)))
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return bytes(self._bounded(lambda: self._stream.readline(size)))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
+
+    def _bounded(self, read: Callable[[], T]) -> T:
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise _late()
+        if not self._green:
+            self._sock.settimeout(left)
+            try:
+                return read()
+            except TimeoutError:
+                raise _late() from None
+        timer = gevent.Timeout(left)
+        timer.start()
+        try:
+            return read()
+        except gevent.Timeout as fired:
+            if fired is not timer:
+                raise
+            raise _late() from None
+        finally:
+            timer.close()
+
+
+def _late() -> RequestTimeout:
+    return RequestTimeout("the request body did not arrive in time; the connection is closed")
