@@ -29,12 +29,26 @@ class ReplayGuard:
         Raises:
             CallbackError: the timestamp is not a number or is outside the window.
         """
+        self.check_time(timestamp, now)
+        return bool(self._redis.set(self._key(timestamp, nonce), "1", nx=True, ex=2 * self._window))
+
+    def check_time(self, timestamp: str, now: float | None = None) -> None:
+        """Refuse a timestamp that is not a Unix time within the window, before any parsing.
+
+        Raises:
+            CallbackError: the timestamp is not a number or is outside the window.
+        """
         # ASCII digits only: isdigit() alone passes "²", which int() then refuses.
         if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             raise CallbackError("callback timestamp is not a Unix time")
         current = time.time() if now is None else now
         if abs(current - int(timestamp)) > self._window:
             raise CallbackError("callback timestamp is more than 5 minutes from now")
+
+    def forget(self, timestamp: str, nonce: str) -> None:
+        """Un-spend a nonce whose push could not be applied, so WeChat's retry still counts."""
+        self._redis.delete(self._key(timestamp, nonce))
+
+    def _key(self, timestamp: str, nonce: str) -> str:
         digest = hashlib.sha256(f"{timestamp}|{nonce}".encode()).hexdigest()[:32]
-        key = digest_key(self._prefix, "callback_nonce", digest)
-        return bool(self._redis.set(key, "1", nx=True, ex=2 * self._window))
+        return digest_key(self._prefix, "callback_nonce", digest)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
+import redis
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
@@ -64,6 +66,7 @@ def event() -> Response:
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")
     try:
         verifier.check(args.get("signature", ""), timestamp, nonce)
+        svc.stores.callback_nonces.check_time(timestamp)  # a stale URL is refused unparsed
         receipt = _open(verifier, body, args)
         # Spent only now, once the push is verified and read whole: a push refused above
         # (cut short, say) may come again with the same nonce and still be applied.
@@ -75,6 +78,19 @@ def event() -> Response:
         return _text(str(exc), status)
     if receipt is None:
         return _text("success")
+    try:
+        _apply(receipt)
+    except redis.RedisError:
+        # Not applied: the nonce must not turn WeChat's retry into an ignored repeat.
+        with contextlib.suppress(redis.RedisError):
+            svc.stores.callback_nonces.forget(timestamp, nonce)
+        raise
+    return _text("success")
+
+
+def _apply(receipt: Receipt) -> None:
+    """Move the receipt's message (or campaign recipient) to delivered or failed."""
+    svc = web_context()
     outcome = DELIVERED if receipt.delivered else FAILED
     message_id = svc.stores.messages.message_for_msgid(receipt.msgid)
     recipient = split_recipient_id(message_id) if message_id else None
@@ -86,7 +102,6 @@ def event() -> Response:
         log.info("receipt for unknown msgid %d kept for its send", receipt.msgid)
     elif svc.stores.messages.record_receipt(message_id, outcome, receipt.reason):
         log.info("message %s %s (%s)", message_id, outcome, receipt.reason)
-    return _text("success")
 
 
 def _open(verifier: CallbackVerifier, body: bytes, args: MultiDict[str, str]) -> Receipt | None:

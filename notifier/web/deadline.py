@@ -12,6 +12,8 @@ from gevent import socket as green_socket
 from werkzeug.exceptions import RequestTimeout
 
 T = TypeVar("T")
+# Seconds one send to a client may wait on greenlets before the client counts as gone.
+SEND_TIMEOUT = 30.0
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -32,15 +34,31 @@ class BodyDeadline:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         sock = environ.get("gunicorn.socket")
-        if not isinstance(sock, socket.socket | green_socket.socket) or not _has_body(environ):
+        if not isinstance(sock, socket.socket | green_socket.socket):
             return self._app(environ, start_response)
-        deadline = time.monotonic() + self._seconds
-        environ["wsgi.input"] = _DeadlineInput(environ["wsgi.input"], sock, deadline)
+        # After the body, the socket's timeout bounds each send: a client that stops reading
+        # its answers is dropped. Threads keep blocking sockets: the server manages those.
+        after = SEND_TIMEOUT if isinstance(sock, green_socket.socket) else None
+        if _has_body(environ):
+            deadline = time.monotonic() + self._seconds
+            environ["wsgi.input"] = _DeadlineInput(
+                environ["wsgi.input"], sock, deadline, lambda: _close_after(start_response)
+            )
         try:
             return self._app(environ, start_response)
         finally:
-            # Blocking again: the server's own timeouts govern the connection from here.
-            sock.settimeout(None)
+            sock.settimeout(after)
+
+
+def _close_after(start_response: Callable[..., Any]) -> None:
+    """Close the connection after this answer: the rest of a late body can't be told apart.
+
+    An app's own `Connection: close` is dropped by the server as hop-by-hop, so the
+    server's response object is told directly where it offers that.
+    """
+    force_close = getattr(getattr(start_response, "__self__", None), "force_close", None)
+    if callable(force_close):
+        force_close()
 
 
 def _has_body(environ: dict[str, Any]) -> bool:
@@ -53,11 +71,16 @@ class _DeadlineInput:
     """The body stream, every read bounded by the time left before the deadline."""
 
     def __init__(
-        self, stream: Any, sock: socket.socket | green_socket.socket, deadline: float
+        self,
+        stream: Any,
+        sock: socket.socket | green_socket.socket,
+        deadline: float,
+        on_late: Callable[[], None],
     ) -> None:
         self._stream = stream
         self._sock = sock
         self._deadline = deadline
+        self._on_late = on_late
         self._green = isinstance(sock, green_socket.socket)
 
     def read(self, size: int | None = -1) -> bytes:
@@ -73,13 +96,13 @@ class _DeadlineInput:
     def _bounded(self, read: Callable[[], T]) -> T:
         left = self._deadline - time.monotonic()
         if left <= 0:
-            raise _late()
+            raise self._late()
         if not self._green:
             self._sock.settimeout(left)
             try:
                 return read()
             except TimeoutError:
-                raise _late() from None
+                raise self._late() from None
         timer = gevent.Timeout(left)
         timer.start()
         try:
@@ -87,10 +110,10 @@ class _DeadlineInput:
         except gevent.Timeout as fired:
             if fired is not timer:
                 raise
-            raise _late() from None
+            raise self._late() from None
         finally:
             timer.close()
 
-
-def _late() -> RequestTimeout:
-    return RequestTimeout("the request body did not arrive in time; the connection is closed")
+    def _late(self) -> RequestTimeout:
+        self._on_late()
+        return RequestTimeout("the request body did not arrive in time; the connection is closed")

@@ -75,7 +75,7 @@ def parse_xml(body: bytes) -> dict[str, str]:
                 raise CallbackError(f"callback XML is nested deeper than {MAX_XML_DEPTH} levels")
             if root is None:
                 root = element
-    except (ParseError, DefusedXmlException, ValueError) as exc:
+    except (ParseError, DefusedXmlException, ValueError, LookupError) as exc:
         raise CallbackError(f"callback body refused: {type(exc).__name__}") from None
     if root is None:  # not reached: the parser refuses a document without an element
         raise CallbackError("callback body has no element")

@@ -102,6 +102,7 @@ def test_slow_clients_are_cut_off_and_hold_up_nobody(web: Stack) -> None:
     bodies = [answer for _, answer in closed[:SLOW_BODIES]]
     timed_out = sum(answer.startswith(b"HTTP/1.1 408") for answer in bodies)
     assert timed_out == SLOW_BODIES, [a[:40] for a in bodies if not a.startswith(b"HTTP/1.1 408")]
+    assert all(b"\r\nConnection: close\r\n" in answer for answer in bodies), bodies[0][:300]
     assert min(seconds[:SLOW_BODIES]) >= BODY_TIMEOUT - 0.5
     print(f"slow clients: {len(slow)} closed after {min(seconds):.1f}-{max(seconds):.1f} s; "
           f"others answered in at most {max(waits):.2f} s")  # fmt: skip

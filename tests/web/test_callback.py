@@ -377,3 +377,39 @@ def test_the_413_names_the_callback_limit_whatever_the_message_limit(
         assert response.status_code == 413
         assert response.get_json()["detail"] == "body is larger than 65536 bytes"
     assert state.status("m1") == "sent"
+
+
+@pytest.mark.parametrize("encoding", ["rot13", "base64", "hex", "zlib", "no-such-codec"])
+def test_an_xml_declaring_an_odd_encoding_is_refused_not_a_500(
+    client: FlaskClient, state: MessageState, encoding: str
+) -> None:
+    body = f'<?xml version="1.0" encoding="{encoding}"?><xml><MsgType>event</MsgType></xml>'
+    response = client.post("/wechat/callback", query_string=signed_query(), data=body.encode())
+    assert response.status_code == 400
+    assert state.status("m1") == "sent"
+
+
+def test_a_stale_signed_url_is_refused_before_its_body_is_read(client: FlaskClient) -> None:
+    stale = signed_query(base=query(timestamp=1600000000))
+    response = client.post("/wechat/callback", query_string=stale, data=b"<xml><broken")
+    assert response.status_code == 403
+
+
+def test_a_receipt_that_redis_could_not_apply_is_taken_again(
+    client: FlaskClient, state: MessageState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captured = signed_query()
+    messages = type(client.application.extensions["notifier"].stores.messages)
+
+    def down(*_: Any) -> None:
+        raise redis.ConnectionError("redis went away")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(messages, "message_for_msgid", down)
+        refused = client.post(
+            "/wechat/callback", query_string=captured, data=receipt_xml(200163836)
+        )
+    assert refused.status_code == 503
+    again = client.post("/wechat/callback", query_string=captured, data=receipt_xml(200163836))
+    assert again.text == "success"
+    assert state.status("m1") == "delivered"
