@@ -93,7 +93,8 @@ worker_send_task_events = False
 task_send_sent_event = False
 worker_cancel_long_running_tasks_on_connection_loss = False
 
-imports = ("notifier.worker.tasks",)
+# The tasks, and the mover of scheduled work, which every worker process runs.
+imports = ("notifier.worker.tasks", "notifier.worker.mover")
 
 beat_schedule = {
     "refresh-access-token": {

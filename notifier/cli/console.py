@@ -1,4 +1,4 @@
-"""Operator commands: inspect a message, list and replay dead letters, lift the quota pause."""
+"""Operator commands: inspect a message, replay dead letters and campaign failures, the quota."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import click
 import redis
 
 from notifier.config import current
-from notifier.store.campaigns import split_recipient_id
+from notifier.store.campaigns import is_campaign_id, split_recipient_id
 from notifier.store.messages import iso
 from notifier.store.stores import Stores, open_stores
 
@@ -98,6 +98,27 @@ def replay_dead(message_id: str | None, everything: bool) -> None:
     if not console.replayer.replay(message_id):
         raise click.ClickException(f"{message_id} is not a failed, dead or deferred message")
     click.echo(f"replayed {message_id}")
+
+
+@click.group()
+def campaigns() -> None:
+    """Campaigns (batches): send their failures again."""
+
+
+@campaigns.command("replay")
+@click.argument("campaign_id")
+@click.option(
+    "--include-failed", is_flag=True, help="Failed recipients too (errcodes since fixed)."
+)
+def replay_campaign(campaign_id: str, include_failed: bool) -> None:
+    """Queue a campaign's dead recipients again, under their own ids."""
+    console = _console()
+    # Only an id as minted names a key: any other text could name another record.
+    queued = console.campaigns.replay(campaign_id, include_failed) if is_campaign_id(
+        campaign_id) else None  # fmt: skip
+    if queued is None:
+        raise click.ClickException(f"no campaign {campaign_id} (unknown, or past its retention)")
+    click.echo(f"queued {queued} recipient(s) of campaign {campaign_id} again")
 
 
 @click.group()

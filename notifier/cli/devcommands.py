@@ -71,15 +71,25 @@ def fake_wechat(args: tuple[str, ...]) -> None:
 @click.option("--wechat-port", type=int, default=8001, show_default=True)
 @click.option("--flower-port", type=int, default=5555, show_default=True)
 @click.option(
+    "--blocked-share",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Share of openids whose delivery receipts say failed:user block (fixed per openid).",
+)
+@click.option(
     "--smoke", is_flag=True, help="Send one message through the stack, check it, then stop."
 )
-def dev(home: Path, web_port: int, wechat_port: int, flower_port: int, smoke: bool) -> None:
+def dev(
+    home: Path, web_port: int, wechat_port: int, flower_port: int, blocked_share: float, smoke: bool
+) -> None:
     """Run the whole stack locally: Redis, fake WeChat, web, both workers, beat and Flower."""
     with devtools_required():
         from notifier.devtools.devstack import DevStack, Ports
         from notifier.devtools.redis_server import RedisServerNotFound
 
-    stack = DevStack(home.resolve(), Ports(web_port, wechat_port, flower_port), echo=click.echo)
+    ports = Ports(web_port, wechat_port, flower_port)
+    stack = DevStack(home.resolve(), ports, echo=click.echo, blocked_share=blocked_share)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         # A closed terminal (SIGHUP) stops the stack like a kill (SIGTERM): no orphans.
         signal.signal(signum, lambda *_: sys.exit(0))
@@ -139,13 +149,14 @@ def _smoke_status(stack: Any, message_id: str) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         view = requests.get(url, headers=headers, timeout=2).json()
-        if view.get("status") == "sent":
+        # The fake's receipt moves the message on from sent, as WeChat's would.
+        if view.get("status") == "delivered":
             click.echo(
                 f"smoke: status API says {view['status']} after {view['attempts']} attempt(s)"
             )
             return
         time.sleep(0.2)
-    raise click.ClickException(f"smoke: status of {message_id} never became sent")
+    raise click.ClickException(f"smoke: status of {message_id} never became delivered")
 
 
 def _smoke(stack: Any) -> None:

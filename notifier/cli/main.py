@@ -60,7 +60,8 @@ def send(
 def _register_commands() -> None:
     from notifier.cli import console, devcommands
 
-    for command in (console.status, console.dead_letters, console.quota, *devcommands.COMMANDS):
+    operator = (console.status, console.dead_letters, console.campaigns, console.quota)
+    for command in (*operator, *devcommands.COMMANDS):
         main.add_command(command)
 
 

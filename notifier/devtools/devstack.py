@@ -31,6 +31,7 @@ from notifier.signature import new_secret
 
 DEV_APP_ID = "wx_dev_app"
 DEV_APP_SECRET = "dev_secret"
+DEV_CALLBACK_TOKEN = "dev_callback_token"
 
 
 def web_command(port: int, workers: int = WEB_WORKERS) -> list[str]:
@@ -67,6 +68,7 @@ class Child:
     args: list[str]
     process: subprocess.Popen[str] | None = None
     lines: list[str] = field(default_factory=list)
+    pump: threading.Thread | None = None
 
     def start(self, env: dict[str, str], echo: Callable[[str], None]) -> None:
         """Start the process and stream its output through `echo`."""
@@ -78,7 +80,8 @@ class Child:
             text=True,
             start_new_session=True,
         )
-        threading.Thread(target=self._pump, args=(echo,), daemon=True).start()
+        self.pump = threading.Thread(target=self._pump, args=(echo,), daemon=True)
+        self.pump.start()
 
     def _pump(self, echo: Callable[[str], None]) -> None:
         assert self.process and self.process.stdout
@@ -91,16 +94,25 @@ class Child:
         return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
-        """Ask the process group to stop, then insist."""
-        if not self.alive():
-            return
-        assert self.process
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=5)
+        """Ask the process group to stop, then insist; then close its output pipe."""
+        if self.alive():
+            assert self.process
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+        self._close_output()
+
+    def _close_output(self) -> None:
+        # Closed once the pump has read to the end, so a caller living on (a test) leaks no pipe.
+        if self.pump is not None:
+            self.pump.join(timeout=5)
+            if self.pump.is_alive():
+                return
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 @dataclass
@@ -115,10 +127,19 @@ class Ports:
 class DevStack:
     """Starts, watches and stops the development stack."""
 
-    def __init__(self, home: Path, ports: Ports, echo: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        home: Path,
+        ports: Ports,
+        echo: Callable[[str], None] = print,
+        *,
+        blocked_share: float = 0.0,
+    ) -> None:
         self.home = home
         self.ports = Ports(pick_port(ports.web), pick_port(ports.wechat), pick_port(ports.flower))
         self.echo = echo
+        # Share of openids whose receipts from the fake say "failed:user block".
+        self.blocked_share = blocked_share
         self.redis = RedisServer(home / "redis")
         self.children: list[Child] = []
         self.secret = self._kept("webhook-secret", new_secret)
@@ -146,7 +167,7 @@ class DevStack:
             "WECHAT_API_BASE": f"http://127.0.0.1:{self.ports.wechat}",
             "WEBHOOK_SECRET": self.secret,
             "API_TOKENS": self.api_token,
-            "WECHAT_CALLBACK_TOKEN": "dev_callback_token",
+            "WECHAT_CALLBACK_TOKEN": DEV_CALLBACK_TOKEN,
             "PORT": str(self.ports.web),
             "PYTHONUNBUFFERED": "1",
             # Flower listens on loopback only here, so its API (queue lengths) needs no login.
@@ -172,7 +193,11 @@ class DevStack:
             raise RuntimeError(str(exc)) from None
         return {
             "wechat": [py, "-m", "notifier.devtools.fake_wechat", "--port", str(self.ports.wechat),
-                       "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET],
+                       "--app-id", DEV_APP_ID, "--app-secret", DEV_APP_SECRET,
+                       # Receipts to the web's callback, so messages reach delivered or failed.
+                       "--callback-url", f"http://127.0.0.1:{self.ports.web}/wechat/callback",
+                       "--callback-token", DEV_CALLBACK_TOKEN,
+                       "--blocked-share", str(self.blocked_share)],
             "web": web_command(self.ports.web, workers=web_workers),
             **workers,
             "beat": [*celery, "beat", "--loglevel", "INFO",

@@ -4,13 +4,15 @@ One Lua script per request either finds the `webhook-id` already used (and says
 for which message) or pushes the task and records the message together; the push
 comes first, so a failing write leaves nothing behind. Nothing is
 half-accepted: a 202 means all of it is in Redis; after a 503, a retry with the same
-`webhook-id` finds whatever was stored, so nothing is queued twice.
+`webhook-id` finds whatever was stored, so nothing is queued twice. Work with a send_at
+enters the schedule (notifier/store/schedule.py) in that same step instead of a queue.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -27,8 +29,16 @@ from notifier.broker.queues import (
     task_payload,
 )
 from notifier.errors import BrokerUnavailable, NotifierError
-from notifier.store.keys import PREFIX, campaign_key, digest_key, message_key, metrics_key
+from notifier.store.keys import (
+    PREFIX,
+    campaign_key,
+    digest_key,
+    message_key,
+    metrics_key,
+    schedule_key,
+)
 from notifier.store.replies import text
+from notifier.store.schedule import SCHEDULED, campaign_work, due_time, message_work
 from notifier.store.scripts import source
 from notifier.store.unfinished import (
     PUSH_LIMITS,
@@ -71,6 +81,7 @@ class Admission:
         self._held = threading.local()
         self._message = client.register_script(source("admit_message"))
         self._campaign = client.register_script(source("admit_campaign"))
+        self._schedule = [schedule_key(prefix), schedule_key(prefix, "work")]
 
     def message(
         self, webhook_id: str, body: bytes, message: dict[str, Any], trace: str = ""
@@ -85,17 +96,23 @@ class Admission:
         """
         message_id = new_message_id()
         now = round(self._clock(), 3)
-        entry = json.dumps({"status": "queued", "at": now}, separators=(",", ":"))
+        send_at, due = _when(message)
+        status = SCHEDULED if send_at else "queued"
+        entry = json.dumps({"status": status, "at": now}, separators=(",", ":"))
         # The task carries the id only (it names the task in Flower too); the payload
         # stays in the record, where the sender and the reconciler read it.
         # The trace rides in the payload as bookkeeping, like the id; neither goes to WeChat.
         fields = task_payload(message_id, message) | ({"trace": trace} if trace else {})
         payload = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+        # A scheduled envelope is dated its due time: the mover pushes it then.
+        envelope = message_envelope(message_id, due or now)
+        work = message_work(message_id, envelope, self._prefix) if send_at else ""
         keys = [self._idem_key(webhook_id), message_key(self._prefix, message_id),
                 message_key(self._prefix, message_id, "history"),
-                *queue_keys(MESSAGES_QUEUE), self._counters]  # fmt: skip
-        args = [_digest(body), message_id, now, entry, message_envelope(message_id, now),
-                self._idempotency_ttl, self._retention, *PUSH_LIMITS, payload]  # fmt: skip
+                *queue_keys(MESSAGES_QUEUE), self._counters, *self._schedule]  # fmt: skip
+        args = [_digest(body), message_id, now, entry, envelope, self._idempotency_ttl,
+                self._kept(now, due), *PUSH_LIMITS, payload, due or "", work,
+                send_at]  # fmt: skip
         return self._run(self._message, keys, args, message_id)
 
     def campaign(
@@ -111,19 +128,31 @@ class Admission:
         """
         campaign_id = new_message_id()
         now = round(self._clock(), 3)
+        send_at, due = _when(campaign)
         chunks = chunk_payloads(campaign_id, campaign)
         per_chunk: list[str] = []
+        tasks: list[tuple[str, str]] = []  # a scheduled campaign's, pushed by the mover
         for number, chunk in enumerate(chunks):
             member = chunk_member(campaign_id, number)
-            per_chunk += [chunk_envelope(campaign_id, number, now), member,
+            envelope = chunk_envelope(campaign_id, number, due or now)
+            if send_at:
+                tasks.append((member, envelope))
+            per_chunk += ["" if send_at else envelope, member,
                           json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)]  # fmt: skip
+        work = campaign_work(campaign_id, tasks, self._prefix) if send_at else ""
         keys = [self._idem_key(webhook_id), campaign_key(self._prefix, campaign_id),
                 *queue_keys(CAMPAIGNS_QUEUE),
-                campaign_key(self._prefix, campaign_id, "chunks"), self._counters]  # fmt: skip
+                campaign_key(self._prefix, campaign_id, "chunks"), self._counters,
+                *self._schedule]  # fmt: skip
         args = [_digest(body), campaign_id, now, campaign["template_id"],
-                len(campaign["recipients"]), len(chunks), self._idempotency_ttl, self._retention,
-                *PUSH_LIMITS, trace, *per_chunk]  # fmt: skip
+                len(campaign["recipients"]), len(chunks), self._idempotency_ttl,
+                self._kept(now, due), *PUSH_LIMITS, trace, due or "", work, send_at,
+                *per_chunk]  # fmt: skip
         return self._run(self._campaign, keys, args, campaign_id)
+
+    def _kept(self, now: float, due: float | None) -> int:
+        """How long records live: the retention, from the send_at when there is one."""
+        return self._retention + (max(0, math.ceil(due - now)) if due else 0)
 
     def _run(self, script: Any, keys: list[str], args: list[Any], new_id: str) -> Admitted:
         try:
@@ -162,6 +191,13 @@ class Admission:
     def _idem_key(self, webhook_id: str) -> str:
         digest = hashlib.sha256(webhook_id.encode()).hexdigest()[:32]
         return digest_key(self._prefix, "idempotency", digest)
+
+
+def _when(work: dict[str, Any]) -> tuple[str, float | None]:
+    """A send_at as signed (validated by the web's schema) and its due time; ('', None)
+    for work to queue now. The signed text stays in the payload as received."""
+    send_at = work.get("send_at") or ""
+    return send_at, (due_time(send_at) if send_at else None)
 
 
 def _digest(body: bytes) -> str:

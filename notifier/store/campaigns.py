@@ -2,19 +2,24 @@
 
 A queued recipient costs nothing here; it lives only inside its chunk's task. Once
 it has an outcome, it takes one short hash field, and the campaign's counters move.
+A campaign's state moves `queued` -> `sending` (its first chunk starts) -> `finished`
+(every recipient sent, delivered, failed or dead; a deferred one is not final), or
+`queued` -> `cancelled`; a replay of its failures makes it `sending` again.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGE_ID, is_message_id
+from notifier.store.campaign_lifecycle import CampaignLifecycle
 from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
 from notifier.store.messages import FINAL, early_receipt
 from notifier.store.metrics import Tally, metrics_keys
@@ -24,6 +29,8 @@ from notifier.store.scripts import source
 from notifier.store.unfinished import chunk_member
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
+# What a chunk shares with all its recipients: kept once in the record for a replay.
+SHARED = ("template_id", "data", "url", "miniprogram")
 # Every id recipient_id makes: a campaign id (minted as a message id is), a dash, and the
 # index in ASCII digits without leading zeros. Bounded, so int() of it stays cheap.
 RECIPIENT_ID = re.compile(rf"({MESSAGE_ID.pattern})-(0|[1-9][0-9]{{0,8}})")
@@ -75,6 +82,7 @@ class Settled:
     outcome: Outcome
     touser: str = ""
     errmsg: str = ""
+    data: dict[str, Any] | None = None  # the recipient's own data, kept if it fails
 
 
 class CampaignStore:
@@ -90,6 +98,7 @@ class CampaignStore:
         self._retention = retention
         self._prefix = prefix
         self._set_many = client.register_script(source("set_outcomes"))
+        self._lifecycle = CampaignLifecycle(client, retention, prefix)
         self.unfinished = unfinished_key(CAMPAIGNS_QUEUE)
 
     def chunk(self, campaign_id: str, number: int) -> dict[str, Any] | None:
@@ -123,6 +132,18 @@ class CampaignStore:
             return None
         return float(created), maybe_text(trace) or None
 
+    def begin(self, campaign_id: str) -> tuple[float, str | None, str] | None:
+        """(admitted, trace, state) for a starting chunk; `queued` becomes `sending`."""
+        return self._lifecycle.begin(campaign_id)
+
+    def cancel(self, campaign_id: str) -> bool:
+        """Cancel the campaign if still `queued` (CampaignLifecycle.cancel says how)."""
+        return self._lifecycle.cancel(campaign_id)
+
+    def replay(self, campaign_id: str, include_failed: bool = False) -> int | None:
+        """Queue dead (and failed) recipients again: how many; None for an unknown one."""
+        return self._lifecycle.replay(campaign_id, include_failed)
+
     def final_indexes(self, campaign_id: str, indexes: Iterable[int]) -> set[int]:
         """Those of `indexes` whose recipients reached a final state (never to be resent)."""
         wanted = list(indexes)
@@ -143,20 +164,30 @@ class CampaignStore:
 
     def record_many(
         self, campaign_id: str, settled: list[Settled], chunk: int | None = None, now: float = 0.0,
-        tally: Tally | None = None,
+        tally: Tally | None = None, shared: Mapping[str, Any] | None = None, ends: bool = False,
     ) -> None:  # fmt: skip
         """Store the outcomes of several recipients of a campaign in one round trip.
 
-        `chunk`, the number of the chunk being sent, is marked seen at `now` as well, and
-        what `tally` gathered meanwhile is written with the outcomes.
+        `chunk`, the number of the chunk being sent, is marked seen at `now` (the time a
+        last outcome finishes the campaign too) as well, and what `tally` gathered
+        meanwhile is written with the outcomes. `shared`, the chunk being sent, gives the
+        fields a failure's replay needs, kept once in the record with the first failure.
+        With `ends` the chunk ends (finish_chunk) in the same step as its last outcomes.
         """
         if not settled:
+            if ends and chunk is not None:
+                self.finish_chunk(campaign_id, chunk)
             return
         keys = [self._key(campaign_id), self._outcomes(campaign_id), self._failures(campaign_id),
                 self.unfinished, campaign_key(self._prefix, campaign_id, "chunks"),
                 *metrics_keys(self._prefix)]  # fmt: skip
         member = chunk_member(campaign_id, chunk) if chunk is not None else ""
-        args: list[str | int | float] = [self._retention, member, round(now, 3),
+        fields = ""
+        if shared is not None and any(i.outcome.status in ("failed", "dead") for i in settled):
+            kept = {k: shared[k] for k in SHARED if k in shared}
+            fields = json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+        args: list[str | int | float] = [self._retention, member, round(now or time.time(), 3),
+                                         fields, "1" if ends else "",
                                          *(tally or Tally()).lua_args()]  # fmt: skip
         for item in settled:
             outcome, msgid_at, rid, early_at = item.outcome, 0, "", 0
@@ -182,6 +213,7 @@ class CampaignStore:
             "status": item.outcome.status,
             "errcode": item.outcome.errcode,
             "errmsg": item.errmsg,
+            "data": item.data,  # the key itself marks an entry a replay can resend
         }
         return json.dumps(entry, ensure_ascii=False)
 
@@ -233,17 +265,20 @@ class CampaignStore:
         count = int(meta["count"])
         counts = {status: int(meta.get(f"n:{status}", 0)) for status in COUNTED}
         counts["queued"] = count - sum(counts.values())
+        finished = meta.get("finished_at")
         return {
             "id": campaign_id,
             "state": meta["state"],
             "template_id": meta["template_id"],
             "count": count,
             "created": iso(float(meta["created"])),
+            "finished_at": iso(float(finished)) if finished else None,
             "counts": counts,
             "failures": {
                 "total": failed_total,
                 "offset": offset,
-                "items": [json.loads(f) for f in failures],
+                # A recipient's own data is kept for a replay, not shown.
+                "items": [_without_data(json.loads(f)) for f in failures],
             },
         }
 
@@ -255,3 +290,8 @@ class CampaignStore:
 
     def _failures(self, campaign_id: str) -> str:
         return campaign_key(self._prefix, campaign_id, "failures")
+
+
+def _without_data(entry: dict[str, Any]) -> dict[str, Any]:
+    entry.pop("data", None)
+    return entry

@@ -22,6 +22,7 @@ _ACCOUNT = {"quota": "quota:{}:paused", "rate": "rate:{}", "token": "token:{}",
             "breaker_trial": "breaker:{}:trial"}  # fmt: skip
 AccountKind = Literal["quota", "rate", "token", "token_lock", "breaker", "breaker_trial"]
 _DEFERRED = {"parked": "", "moving": ":moving"}
+_SCHEDULE = {"due": "", "work": ":work"}
 # The fleet's metrics: one hash of counters, one hash of bucket counts per histogram.
 _METRICS = {"counters": "", "send_latency": ":send_latency", "wechat_request": ":wechat_request"}
 MetricsKind = Literal["counters", "send_latency", "wechat_request"]
@@ -41,9 +42,10 @@ def campaign_key(
     campaign_id: str,
     part: Literal["record", "chunks", "outcomes", "failures"] = "record",
 ) -> str:
-    """A campaign's keys: its record (a hash of state, template, size and counters), its
-    chunks (number -> recipients and fields, until the chunk finishes), its outcomes
-    (recipient index -> encoded outcome) and its failures (JSON entries, in order)."""
+    """A campaign's keys: its record (a hash of state, template, size and counters, and the
+    shared fields once a failure is listed), its chunks (number -> recipients and fields,
+    until the chunk finishes), its outcomes (recipient index -> encoded outcome) and its
+    failures (JSON entries, in order, each with its recipient's own data for a replay)."""
     return f"{prefix}:campaign:{campaign_id}{_CAMPAIGN[part]}"
 
 
@@ -84,6 +86,12 @@ def deferred_chunks_key(part: Literal["parked", "moving"] = "parked") -> str:
     """Campaign chunks held back by the daily quota (a list of their references), and
     where an older version's release kept one between moving and publishing it."""
     return f"{PREFIX}:deferred-chunks{_DEFERRED[part]}"
+
+
+def schedule_key(prefix: str, part: Literal["due", "work"] = "due") -> str:
+    """Work waiting for its send_at: a sorted set (message or campaign id -> due time) and a
+    hash (the same id -> what the mover pushes then: its record's keys and task envelopes)."""
+    return f"{prefix}:scheduled{_SCHEDULE[part]}"
 
 
 def metrics_key(prefix: str, kind: MetricsKind) -> str:

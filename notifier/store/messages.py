@@ -26,9 +26,13 @@ DELIVERED = "delivered"
 FAILED = "failed"
 DEAD = "dead"
 DEFERRED = "deferred"
+# Waiting for its send_at, and withdrawn before it (notifier/store/schedule.py).
+SCHEDULED = "scheduled"
+CANCELLED = "cancelled"
 
-# A message in one of these states is never sent again unless an operator replays it.
-FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD})
+# A message in one of these states is never sent again unless an operator replays it;
+# a cancelled one never is.
+FINAL = frozenset({SENT, DELIVERED, FAILED, DEAD, CANCELLED})
 # States an operator can send again, keeping the message's id and history.
 REPLAYABLE = (FAILED, DEAD, DEFERRED)
 
@@ -230,6 +234,7 @@ class MessageState:
             errmsg=fields.get("errmsg") or None,
             payload=json.loads(fields["payload"]) if fields.get("payload") else None,
             history=[json.loads(item) for item in history],
+            send_at=fields.get("send_at") or None,
         )
 
     def _park(

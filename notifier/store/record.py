@@ -22,10 +22,13 @@ class MessageRecord:
     errmsg: str | None = None
     payload: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    send_at: str | None = None  # as signed, for a message that was scheduled
 
     def as_dict(self, with_payload: bool = False) -> dict[str, Any]:
         """The JSON view shown by the status API and the CLI; times in ISO 8601 UTC."""
         view: dict[str, Any] = {"id": self.id, "status": self.status, "attempts": self.attempts}
+        if self.send_at:
+            view["send_at"] = self.send_at
         if self.msgid is not None:
             view["msgid"] = self.msgid
         if self.errcode is not None:

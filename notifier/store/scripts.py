@@ -11,7 +11,8 @@ import functools
 from importlib import resources
 
 # The scripts that call push(): each must have push.lua before it, or Redis refuses it.
-_PUSHING = frozenset({"admit_campaign", "admit_message", "release_deferred", "requeue", "revive"})
+_PUSHING = frozenset({"admit_campaign", "admit_message", "move_due", "release_deferred",
+                      "replay_campaign", "requeue", "revive"})  # fmt: skip
 # The scripts that call tally() (tally.lua): the metrics a sender measured, written with
 # the outcome they belong to.
 _TALLYING = frozenset({"record_sent", "set_outcomes"})

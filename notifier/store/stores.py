@@ -14,6 +14,7 @@ from notifier.store.messages import MessageState
 from notifier.store.nonces import ReplayGuard
 from notifier.store.quota import QuotaGate
 from notifier.store.replay import Replayer
+from notifier.store.schedule import Schedule
 from notifier.store.unfinished import UnfinishedWork
 
 
@@ -31,6 +32,7 @@ class Stores:
     breaker: Breaker | None
     callback_nonces: ReplayGuard
     unfinished: UnfinishedWork
+    schedule: Schedule
 
 
 def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
@@ -54,6 +56,7 @@ def open_stores(settings: Settings, socket_timeout: float = 5) -> Stores:
         breaker=_breaker(connection, settings),
         callback_nonces=ReplayGuard(connection),
         unfinished=UnfinishedWork(connection, retention=settings.status_retention),
+        schedule=Schedule(connection, retention=settings.status_retention),
     )
 
 

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from marshmallow import INCLUDE, RAISE, Schema, fields
 
-STATUSES = ("queued", "retrying", "sent", "delivered", "failed", "dead", "deferred")
+STATUSES = ("scheduled", "queued", "retrying", "sent", "delivered", "failed", "dead", "deferred",
+            "cancelled")  # fmt: skip
+# A campaign's states (notifier/store/campaign_lifecycle.py; docs/api.md says each).
+CAMPAIGN_STATES = ["scheduled", "queued", "sending", "finished", "cancelled"]
+
+
+def _send_at() -> fields.String:
+    return fields.String(metadata={"description": "when it is to be sent, as signed (scheduled)"})
 
 
 def _status(**kwargs: object) -> fields.String:
@@ -39,7 +46,8 @@ class Accepted(_Closed):
     """POST /v1/messages (messages.create_message)."""
 
     id = fields.String(required=True, metadata={"description": "the message id"})
-    status = fields.String(required=True, metadata={"enum": ["queued"]})
+    status = fields.String(required=True, metadata={"enum": ["queued", "scheduled"]})
+    send_at = _send_at()
 
 
 class CampaignAccepted(_Closed):
@@ -47,7 +55,8 @@ class CampaignAccepted(_Closed):
 
     batch_id = fields.String(required=True)
     count = fields.Integer(required=True, metadata={"description": "recipients queued"})
-    status = fields.String(required=True, metadata={"enum": ["queued"]})
+    status = fields.String(required=True, metadata={"enum": ["queued", "scheduled"]})
+    send_at = _send_at()
 
 
 class HistoryEntry(Schema):
@@ -73,6 +82,7 @@ class MessageStatus(_Closed):
     errmsg = fields.String(metadata={"description": "the last failure's text"})
     history = fields.List(fields.Nested(HistoryEntry), required=True)
     payload = fields.Dict(metadata={"description": "the message as accepted (dead letters)"})
+    send_at = _send_at()
 
 
 class RecipientStatus(_Closed):
@@ -116,12 +126,36 @@ class CampaignStatus(_Closed):
     """GET /v1/batches/{id} (CampaignStore.summary)."""
 
     id = fields.String(required=True)
-    state = fields.String(required=True)
+    state = fields.String(required=True, metadata={"enum": CAMPAIGN_STATES})
     template_id = fields.String(required=True)
     count = fields.Integer(required=True)
     created = fields.String(required=True, metadata={"description": "ISO 8601 UTC"})
+    finished_at = fields.String(
+        required=True, allow_none=True, metadata={"description": "ISO 8601 UTC, or null"}
+    )
     counts = fields.Nested(CampaignCounts, required=True)
     failures = fields.Nested(CampaignFailures, required=True)
+
+
+class CampaignReplayed(_Closed):
+    """POST /v1/batches/{id}/replay (batch_replay.replay_campaign)."""
+
+    batch_id = fields.String(required=True)
+    queued = fields.Integer(required=True, metadata={"description": "recipients queued again"})
+
+
+class Cancelled(_Closed):
+    """DELETE /v1/messages/{id} (cancel.cancel_message)."""
+
+    id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["cancelled"]})
+
+
+class CampaignCancelled(_Closed):
+    """DELETE /v1/batches/{id} (cancel.cancel_campaign)."""
+
+    id = fields.String(required=True)
+    state = fields.String(required=True, metadata={"enum": ["cancelled"]})
 
 
 class DeadLetters(_Closed):

@@ -14,7 +14,18 @@ from notifier.signature import Verifier
 from notifier.store import unfinished
 from notifier.store.admission import Admission
 from notifier.store.stores import open_stores
-from notifier.web import admin, callback, campaigns, health, metrics, openapi, status, tracing
+from notifier.web import (
+    admin,
+    batch_replay,
+    callback,
+    campaigns,
+    cancel,
+    health,
+    metrics,
+    openapi,
+    status,
+    tracing,
+)
 from notifier.web import messages as intake
 from notifier.web.auth import BearerTokens
 from notifier.web.context import WebContext
@@ -60,7 +71,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         bearer=BearerTokens(settings.api_tokens),
         callback=_callback_verifier(settings),
     )
-    for blueprint in (intake.bp, campaigns.bp, status.bp, admin.bp, callback.bp, metrics.bp):
+    blueprints = (intake.bp, campaigns.bp, status.bp, cancel.bp, admin.bp, callback.bp, metrics.bp)
+    for blueprint in (*blueprints, batch_replay.bp):
         app.register_blueprint(blueprint)
     health.install(app, settings.redis_url)
     openapi.install(app, settings)

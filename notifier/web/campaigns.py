@@ -9,7 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from notifier.store.campaigns import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
-from notifier.web.messages import accept
+from notifier.web.messages import accept, answered_status
 from notifier.web.problems import problem
 from notifier.web.schema import CampaignSchema
 
@@ -22,11 +22,11 @@ def create_campaign() -> Response | tuple[Response, int]:
     """Accept a signed campaign; every chunk of it is on the broker before the 202 leaves."""
     svc = web_context()
 
-    def answer(campaign_id: str) -> dict[str, Any]:
+    def answer(campaign_id: str, campaign: dict[str, Any]) -> dict[str, Any]:
         return {
             "batch_id": campaign_id,
             "count": svc.stores.campaigns.count(campaign_id) or 0,
-            "status": "queued",
+            **answered_status(campaign),
         }
 
     return accept(

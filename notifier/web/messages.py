@@ -34,16 +34,23 @@ def create_message() -> Response | tuple[Response, int]:
         svc.settings.max_body_bytes,
         _schema,
         svc.admission.message,
-        lambda message_id: {"id": message_id, "status": "queued"},
+        lambda message_id, message: {"id": message_id, **answered_status(message)},
         "message_id",
     )
+
+
+def answered_status(document: dict[str, Any]) -> dict[str, str]:
+    """What the 202 says of when the work goes: queued now, or scheduled for its send_at."""
+    if document.get("send_at"):
+        return {"status": "scheduled", "send_at": document["send_at"]}
+    return {"status": "queued"}
 
 
 def accept(
     limit: int,
     schema: Schema,
     admit: Callable[[str, bytes, dict[str, Any], str], Admitted],
-    answer: Callable[[str], dict[str, Any]],
+    answer: Callable[[str, dict[str, Any]], dict[str, Any]],
     id_field: str,
 ) -> Response | tuple[Response, int]:
     """Signature, body, schema, then one atomic admission: the path every signed intake takes.
@@ -74,7 +81,7 @@ def accept(
         )
     logs.bind(**{id_field: admitted.id})
     # Serialised directly: the app's JSON provider costs twice as much for two fields.
-    return Response(json.dumps(answer(admitted.id)), 202, mimetype="application/json")
+    return Response(json.dumps(answer(admitted.id, document)), 202, mimetype="application/json")
 
 
 def read_body(limit: int) -> bytes:

@@ -38,8 +38,9 @@ PRINTABLE = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029\\u202a-\\u202e\\u20
 _PRINTABLE_TEXT = "no control characters, line breaks, bidi overrides or lone surrogates"
 _REQUESTS = {"Message": MessageSchema, "Campaign": CampaignSchema}
 _ANSWERS = ("Problem", "Accepted", "CampaignAccepted", "MessageStatus", "RecipientStatus",
-            "CampaignStatus", "DeadLetters", "Replayed", "ReplayedAll", "Quota",
-            "QuotaResumed", "Health")  # fmt: skip
+            "CampaignStatus", "Cancelled", "CampaignCancelled", "CampaignReplayed",
+            "DeadLetters", "Replayed", "ReplayedAll", "Quota", "QuotaResumed",
+            "Health")  # fmt: skip
 
 
 def install(app: Flask, settings: Settings) -> None:

@@ -140,6 +140,14 @@ _RECEIPT = {
     },
 }  # fmt: skip
 
+# POST /v1/batches/{id}/replay's optional body (notifier/web/batch_replay.py).
+_REPLAY = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"include_failed": {
+        "type": "boolean", "default": False,
+        "description": "also failed recipients whose send WeChat refused with an errcode"}},
+}  # fmt: skip
+
 
 def _body(name: str, limit: int) -> dict[str, Any]:
     return {"required": True, "description": f"at most {limit} bytes, signed as sent",
@@ -149,6 +157,7 @@ def _body(name: str, limit: int) -> dict[str, Any]:
 def paths(settings: Settings) -> dict[str, dict[str, Any]]:
     """Every path and its operations, for an app built from `settings`."""
     intake, read, admin = (400, 401, 408, 409, 413, 415, 503), (401, 404, 503), (401, 503)
+    cancel = (401, 404, 409, 503)
     callback = {"description": "`success`, or the echoed `echostr`", "content": _TEXT}
     refused = {"description": "the signature or timestamp does not match", "content": _TEXT}
     unreadable = {
@@ -178,12 +187,29 @@ def paths(settings: Settings) -> dict[str, dict[str, Any]]:
                      "content": {"application/json": {"schema": status}}}},
             read, BEARER, operationId="messageStatus",
             parameters=[_path("message_id", "a message id, or `<batch_id>-<index>`",
-                              _MESSAGE_ID)])},
+                              _MESSAGE_ID)]),
+            "delete": _op(
+            "Cancel a scheduled message (409 once it is queued or later)",
+            {"200": _json("Cancelled", "cancelled: it will not be sent")}, cancel, BEARER,
+            operationId="cancelMessage",
+            parameters=[_path("message_id", "a message id", _MESSAGE_ID)])},
         "/v1/batches/{campaign_id}": {"get": _op(
             "A campaign's counts and a page of its failures",
             {"200": _json("CampaignStatus", "the campaign")}, read, BEARER,
             operationId="campaignStatus",
-            parameters=[_path("campaign_id", "the batch_id of the 202"), *_PAGE])},
+            parameters=[_path("campaign_id", "the batch_id of the 202"), *_PAGE]),
+            "delete": _op(
+            "Cancel a campaign that has not started (409 once it has)",
+            {"200": _json("CampaignCancelled", "cancelled: nobody of it will be sent to")},
+            cancel, BEARER, operationId="cancelCampaign",
+            parameters=[_path("campaign_id", "the batch_id of the 202")])},
+        "/v1/batches/{campaign_id}/replay": {"post": _op(
+            "Queue a campaign's dead (and failed) recipients again",
+            {"202": _json("CampaignReplayed", "how many were queued again")},
+            (400, 401, 404, 408, 413, 415, 503), BEARER, operationId="replayCampaign",
+            parameters=[_path("campaign_id", "the batch_id of the 202")],
+            requestBody={"required": False, "description": "optional; none replays dead only",
+                         "content": {"application/json": {"schema": _REPLAY}}})},
         "/v1/dead-letters": {"get": _op(
             "Failed and dead messages, oldest first", {"200": _json("DeadLetters", "a page")},
             admin, BEARER, operationId="listDeadLetters", parameters=_PAGE)},

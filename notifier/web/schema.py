@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from notifier.store.schedule import HORIZON, PAST, SEND_AT, due_time
 
 # WeChat openids and template ids are URL-safe base64-like strings. Every pattern is anchored
 # with \A and \Z: `$` would also match before a final newline, letting "abc\n" through.
@@ -55,6 +59,34 @@ class _Miniprogram(Schema):
     pagepath = fields.String(validate=[validate.Length(max=1024), printable])
 
 
+class SendAt(fields.String):
+    """When to send: an RFC 3339 date-time with its offset, from a minute ago to 30 days ahead.
+
+    Loaded as the text signed, which the record keeps; the due time is read from it again
+    at admission (notifier/store/schedule.py).
+    """
+
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def __init__(self) -> None:
+        pattern = validate.Regexp(SEND_AT, error="must be an RFC 3339 date-time with an offset, "
+                                  'such as "2026-12-02T09:00:00+08:00"')  # fmt: skip
+        super().__init__(validate=[pattern, self._in_window])
+
+    def _in_window(self, value: str) -> None:
+        if SEND_AT.fullmatch(value) is None:
+            return  # the pattern said why
+        try:
+            due = due_time(value)
+        except ValueError as exc:  # a day or time that does not exist
+            raise ValidationError(f"is not a real date and time: {exc}") from None
+        now = self.clock()
+        if due < now - PAST:
+            raise ValidationError(f"must not be more than {PAST} seconds in the past")
+        if due > now + HORIZON:
+            raise ValidationError(f"must be at most {HORIZON // 86400} days ahead")
+
+
 def _data_field(required: bool) -> fields.Dict:
     return fields.Dict(
         keys=fields.String(validate=_DATA_KEY),
@@ -75,6 +107,7 @@ class MessageSchema(Schema):
     url = fields.Url(schemes={"http", "https"}, validate=[validate.Length(max=1024), printable])
     miniprogram = fields.Nested(_Miniprogram)
     client_msg_id = fields.String(validate=_CLIENT_MSG_ID)
+    send_at = SendAt()
 
     @validates_schema
     def _data_not_empty(self, item: dict[str, Any], **_: Any) -> None:
@@ -111,6 +144,7 @@ class CampaignSchema(Schema):
         required=True,
         validate=validate.Length(min=1, max=MAX_RECIPIENTS),
     )
+    send_at = SendAt()
 
     @validates_schema
     def _recipients_are_distinct_and_have_data(self, item: dict[str, Any], **_: Any) -> None:

@@ -80,12 +80,16 @@ class CampaignSender:
         A chunk with none to retry has finished and leaves the unfinished set.
         """
         campaign_id = chunk["batch"]
-        admission = self._campaigns.admission(campaign_id)
+        admission = self._campaigns.begin(campaign_id)  # a queued campaign is sending now
         # The rest of this task's lines name the attempt and the trace intake stored.
         logs.bind(attempt=attempt + 1, trace_id=admission[1] if admission else None)
         if admission is None:
             # Past its retention: the chunk has nobody to report to.
             log.warning("campaign %s is unknown or expired; dropping its chunk", campaign_id)
+            self._finish(chunk)
+            return []
+        if admission[2] == "cancelled":  # cancelled before any chunk started: nobody is sent
+            log.info("campaign %s is cancelled; dropping its chunk", campaign_id)
             self._finish(chunk)
             return []
         tally = Tally(admission[0])  # send latency counts from the campaign's 202
@@ -107,15 +111,16 @@ class CampaignSender:
         retry: list[Recipient] = []
         settled: list[Settled] = []
         recorded_at = time.monotonic()
+        ends = False  # whether the chunk ends: in the same write as its last outcomes
         try:
             for position, recipient in enumerate(todo):
-                index, touser = recipient[0], recipient[1]
+                index, touser, own = recipient
                 try:
                     token, msgid = self._send(token, self._body(chunk, recipient), tally)
                 except CircuitOpen as exc:
                     if exc.failure is not None:  # this recipient's own call found it open
                         outcome = Outcome("retrying", attempt + 1, None, exc.failure.errcode)
-                        settled.append(Settled(index, outcome, touser, exc.failure.errmsg))
+                        settled.append(Settled(index, outcome, touser, exc.failure.errmsg, own))
                     if "chunk" in chunk:  # waiting, not lost: the reconciler leaves it be
                         self._campaigns.seen(campaign_id, chunk["chunk"], time.time())
                     # Outcomes so far are recorded (finally, below); the rest waits.
@@ -124,7 +129,7 @@ class CampaignSender:
                 except TransientError as exc:
                     status = "dead" if last_attempt else "retrying"
                     outcome = Outcome(status, attempt + 1, None, exc.errcode)
-                    settled.append(Settled(index, outcome, touser, exc.errmsg))
+                    settled.append(Settled(index, outcome, touser, exc.errmsg, own))
                     retry.append(recipient)
                 except DailyQuotaError as exc:
                     self._quota.pause(exc.errmsg)
@@ -133,19 +138,18 @@ class CampaignSender:
                     return []
                 except PermanentError as exc:
                     outcome = Outcome("failed", attempt + 1, None, exc.errcode)
-                    settled.append(Settled(index, outcome, touser, exc.errmsg))
+                    settled.append(Settled(index, outcome, touser, exc.errmsg, own))
                 else:
                     tally.sent(time.time())
                     settled.append(Settled(index, Outcome("sent", attempt + 1, msgid)))
-                if len(settled) >= RECORD_EVERY or time.monotonic() - recorded_at > HEARTBEAT:
+                due = len(settled) >= RECORD_EVERY or time.monotonic() - recorded_at > HEARTBEAT
+                if due and position < len(todo) - 1:  # the last ones go with the chunk's end
                     self._record(chunk, settled, tally)
                     recorded_at = time.monotonic()
+            ends = not retry or last_attempt
         finally:
-            self._record(chunk, settled, tally)
-        if retry and not last_attempt:
-            return retry
-        self._finish(chunk)
-        return []
+            self._record(chunk, settled, tally, ends)
+        return [] if ends else retry
 
     def settle(
         self, chunk: dict[str, Any], status: str, errcode: int, errmsg: str, attempt: int
@@ -159,21 +163,21 @@ class CampaignSender:
         done = self._campaigns.final_indexes(campaign_id, (r[0] for r in chunk["recipients"]))
         rest = [r for r in chunk["recipients"] if r[0] not in done]
         outcome = Outcome(status, attempt + 1, None, errcode)
-        settled = [Settled(index, outcome, touser, errmsg) for index, touser, _ in rest]
-        self._campaigns.record_many(campaign_id, settled)
-        self._finish(chunk)
+        settled = [Settled(index, outcome, touser, errmsg, own) for index, touser, own in rest]
+        self._campaigns.record_many(campaign_id, settled, chunk.get("chunk"), time.time(),
+                                    shared=chunk, ends=True)  # fmt: skip
         log.error("campaign %s: %d recipients %s: errcode %d %s", campaign_id, len(rest), status,
                   errcode, errmsg, extra={"errcode": errcode, "attempt": attempt + 1})  # fmt: skip
         return len(rest)
 
     def _record(
-        self, chunk: dict[str, Any], settled: list[Settled], tally: Tally | None = None
-    ) -> None:
-        """Write the outcomes (and measures) gathered so far, mark the chunk seen, and start
-        gathering anew."""
-        self._campaigns.record_many(
-            chunk["batch"], settled, chunk.get("chunk"), time.time(), tally=tally
-        )
+        self, chunk: dict[str, Any], settled: list[Settled], tally: Tally | None = None,
+        ends: bool = False,
+    ) -> None:  # fmt: skip
+        """Write the outcomes (and measures) gathered so far, mark the chunk seen (or end it,
+        with `ends`), and start gathering anew."""
+        self._campaigns.record_many(chunk["batch"], settled, chunk.get("chunk"), time.time(),
+                                    tally=tally, shared=chunk, ends=ends)  # fmt: skip
         settled.clear()
 
     def _finish(self, chunk: dict[str, Any], keep: bool = False) -> None:

@@ -22,7 +22,7 @@ def test_dev_stack_delivers_a_message_end_to_end(tmp_path: Path) -> None:
         "Redis ",
         "send --to",
         "reached the fake WeChat",
-        "status API says sent",
+        "status API says delivered",
     ):
         assert piece in out, piece
     assert (tmp_path / "dev" / "webhook-secret").read_text().startswith("whsec_")

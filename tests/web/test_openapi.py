@@ -29,7 +29,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from notifier.config import Settings
 from notifier.signature import signed_headers
-from notifier.store.campaigns import Outcome
+from notifier.store.campaigns import Outcome, Settled
 from notifier.store.messages import MessageState
 from notifier.store.quota import QuotaGate
 from notifier.web.app import create_app
@@ -109,7 +109,10 @@ def test_signed_and_bearer_endpoints_say_so(document: dict[str, Any]) -> None:
     }
     assert bearer == {
         ("/v1/messages/{message_id}", "get"),
+        ("/v1/messages/{message_id}", "delete"),
         ("/v1/batches/{campaign_id}", "get"),
+        ("/v1/batches/{campaign_id}", "delete"),
+        ("/v1/batches/{campaign_id}/replay", "post"),
         ("/v1/dead-letters", "get"),
         ("/v1/dead-letters/{message_id}/replay", "post"),
         ("/v1/dead-letters/replay", "post"),
@@ -233,13 +236,25 @@ def test_answers_about_real_records_conform(
     campaigns = app.extensions["notifier"].stores.campaigns
     campaigns.record(batch, 0, Outcome("sent", 1, 200000002))
     campaigns.record(batch, 1, Outcome("failed", 1, None, 43019), "oUser1", "user blocked")
+    dead_one = Settled(2, Outcome("dead", 5, None, -1), "oUser2", "system busy", None)
+    campaigns.record_many(batch, [dead_one], shared={"template_id": "TPL_1", "data": GOOD["data"]})
     QuotaGate(redis_client, settings.wechat_app_id).pause("reach max api daily quota limit")
+    later = {**GOOD, "send_at": f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())}Z"}
+    waiting = session.post(f"{live}/v1/messages", json=later, timeout=10).json()["id"]
+    batch_later = {**campaign, "send_at": later["send_at"]}
+    waiting_batch = session.post(f"{live}/v1/messages/batch", json=batch_later, timeout=10)
+    later_batch = waiting_batch.json()["batch_id"]
     requests_made = [
+        ("/v1/messages/{message_id}", "GET", {"message_id": waiting}, 200),
+        ("/v1/messages/{message_id}", "DELETE", {"message_id": waiting}, 200),
+        ("/v1/messages/{message_id}", "DELETE", {"message_id": sent}, 409),
+        ("/v1/batches/{campaign_id}", "DELETE", {"campaign_id": later_batch}, 200),
         ("/v1/messages/{message_id}", "GET", {"message_id": sent}, 200),
         ("/v1/messages/{message_id}", "GET", {"message_id": f"{batch}-0"}, 200),
         ("/v1/messages/{message_id}", "GET", {"message_id": f"{batch}-1"}, 200),
         ("/v1/messages/{message_id}", "GET", {"message_id": f"{batch}-2"}, 200),
         ("/v1/batches/{campaign_id}", "GET", {"campaign_id": batch}, 200),
+        ("/v1/batches/{campaign_id}/replay", "POST", {"campaign_id": batch}, 202),
         ("/v1/dead-letters", "GET", {}, 200),
         ("/v1/quota", "GET", {}, 200),
         ("/v1/quota/resume", "POST", {}, 202),

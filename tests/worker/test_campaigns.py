@@ -243,3 +243,44 @@ def test_a_release_queues_only_what_was_parked_when_it_started(redis_client: red
     again._release = release_and_park_again
     assert again.release() == 3
     assert again.count() == 3  # parked anew, for the next release
+
+
+@responses.activate
+def test_a_replayed_chunk_sends_only_its_dead_recipients_as_first_sent_and_finishes(
+    campaigns: CampaignSender, store: CampaignStore, redis_client: redis.Redis
+) -> None:
+    responses.post(TOKEN, json={"access_token": "A", "expires_in": 7200})
+    responses.post(SEND, json={"errcode": 0, "msgid": 1})
+    responses.post(SEND, json={"errcode": 43019, "errmsg": "blacklisted"})
+    responses.post(SEND, json={"errcode": -1, "errmsg": "busy"})
+    chunk = {**CHUNK, "chunk": 0}
+    assert campaigns.deliver(chunk, attempt=4, last_attempt=True) == []
+    summary = store.summary(CAMPAIGN_ID)
+    assert summary is not None
+    assert (summary["state"], summary["counts"]["dead"]) == ("finished", 2)
+    assert store.replay(CAMPAIGN_ID) == 2  # Carol and Dave; Bob's refusal is permanent
+    (ref,) = QueueView(redis_client, CAMPAIGNS_QUEUE).tasks
+    responses.post(SEND, json={"errcode": 0, "msgid": 5})
+    resolved = campaigns.resolve(ref)
+    assert resolved is not None
+    assert campaigns.deliver(resolved, attempt=0, last_attempt=False) == []
+    sends = [json.loads(c.request.body or b"") for c in responses.calls
+             if "template/send" in str(c.request.url)][-2:]  # fmt: skip
+    assert [(s["touser"], s["client_msg_id"]) for s in sends] == [
+        ("oCarol0001", f"{CAMPAIGN_ID}-2"), ("oDave00001", f"{CAMPAIGN_ID}-3")]  # fmt: skip
+    assert sends[0]["data"] == {"k": {"value": "shared"}, **CHUNK["recipients"][2][2]}
+    summary = store.summary(CAMPAIGN_ID)
+    assert summary is not None
+    assert (summary["state"], summary["counts"]["sent"], summary["counts"]["dead"]) == (
+        "finished", 3, 0)  # fmt: skip
+
+
+@responses.activate
+def test_a_chunk_of_a_cancelled_campaign_sends_nobody(
+    campaigns: CampaignSender, store: CampaignStore
+) -> None:
+    assert store.cancel(CAMPAIGN_ID)
+    assert campaigns.deliver({**CHUNK, "chunk": 0}, attempt=0, last_attempt=False) == []
+    assert len(responses.calls) == 0
+    summary = store.summary(CAMPAIGN_ID)
+    assert summary is not None and summary["state"] == "cancelled"

@@ -32,6 +32,42 @@ def _parser() -> argparse.ArgumentParser:
         default=defaults.dedupe_window,
         help="seconds a client_msg_id is remembered",
     )
+    receipts = parser.add_argument_group(
+        "delivery receipts", "signed TEMPLATESENDJOBFINISH pushes after each accepted send"
+    )
+    receipts.add_argument(
+        "--callback-url",
+        default=defaults.callback_url,
+        help="where to push receipts, e.g. http://127.0.0.1:8000/wechat/callback; empty: none",
+    )
+    receipts.add_argument(
+        "--callback-token",
+        default=defaults.callback_token,
+        help="the token receipts are signed with (the web's WECHAT_CALLBACK_TOKEN)",
+    )
+    receipts.add_argument(
+        "--encoding-aes-key",
+        default=defaults.encoding_aes_key,
+        help="43-character EncodingAESKey: push in safe mode (the web's WECHAT_ENCODING_AES_KEY)",
+    )
+    receipts.add_argument(
+        "--receipt-delay-ms",
+        type=float,
+        default=defaults.receipt_delay_ms,
+        help="wait before pushing, so the send is recorded before its receipt",
+    )
+    receipts.add_argument(
+        "--blocked-share",
+        type=float,
+        default=defaults.blocked_share,
+        help="share of openids whose receipts say 'failed:user block' (fixed per openid)",
+    )
+    receipts.add_argument(
+        "--system-failed-share",
+        type=float,
+        default=defaults.system_failed_share,
+        help="share of further openids whose receipts say 'failed: system failed'",
+    )
     parser.add_argument(
         "--server",
         choices=SERVERS,
@@ -54,6 +90,12 @@ def main(argv: list[str] | None = None) -> None:
             fail_rate=args.fail_rate,
             token_ttl=args.token_ttl,
             dedupe_window=args.dedupe_window,
+            callback_url=args.callback_url,
+            callback_token=args.callback_token,
+            encoding_aes_key=args.encoding_aes_key,
+            receipt_delay_ms=args.receipt_delay_ms,
+            blocked_share=args.blocked_share,
+            system_failed_share=args.system_failed_share,
         )
     except ValueError as error:
         parser.error(str(error))

@@ -1,4 +1,4 @@
-"""Test-only endpoints to script faults, break tokens and inspect what was delivered."""
+"""Test-only endpoints to script faults and receipts, break tokens and inspect deliveries."""
 
 from typing import Any
 
@@ -25,6 +25,18 @@ def register_control(app: Flask, state: FakeState) -> None:
         except ValueError as error:
             return {"error": str(error)}, 400
         return {"queued": state.faults.extend(items)}, 200
+
+    @app.get("/_fake/receipts")
+    def receipt_settings() -> dict[str, Any]:
+        return state.receipts.describe()
+
+    @app.post("/_fake/receipts")
+    def configure_receipts() -> tuple[dict[str, Any], int]:
+        try:
+            state.receipts.configure(request.get_json(force=True, silent=True))
+        except (ValueError, TypeError) as error:
+            return {"error": str(error)}, 400
+        return state.receipts.describe(), 200
 
     @app.post("/_fake/invalidate-token")
     def invalidate_tokens() -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """Queued failures, so tests and benchmarks can script exactly how the next send calls fail.
 
 A fault applies to its next `times` send calls, or, with `for_seconds`, to every send
-call for that long after it was queued: an outage.
+call for that long after it was queued: an outage. With `touser_prefix` it applies only
+to sends to followers whose openid starts so (a share of a campaign's recipients, say),
+and leaves every other send to the faults queued without one.
 """
 
 import threading
@@ -10,7 +12,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_KEYS = frozenset({"errcode", "errmsg", "http_status", "delay_ms", "drop", "times", "for_seconds"})
+_KEYS = frozenset({"errcode", "errmsg", "http_status", "delay_ms", "drop", "times", "for_seconds",
+                   "touser_prefix"})  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Fault:
     delay_ms: float = 0
     drop: bool = False
     for_seconds: float = 0  # > 0: every call for this long after it is queued, not `times`
+    touser_prefix: str = ""  # only sends to openids starting so; '' for every send
 
 
 def _is_int(value: object) -> bool:
@@ -39,6 +43,9 @@ def _parse_one(spec: object) -> tuple[Fault, int]:
     status, delay = spec.get("http_status"), spec.get("delay_ms", 0)
     drop, times = spec.get("drop", False), spec.get("times", 1)
     period = spec.get("for_seconds", 0)
+    prefix = spec.get("touser_prefix", "")
+    if not isinstance(prefix, str) or ("touser_prefix" in spec and not prefix):
+        raise ValueError("touser_prefix must be a non-empty string")
     if errcode is not None and (not _is_int(errcode) or errcode == 0):
         raise ValueError("errcode must be a non-zero integer")
     if errmsg is not None and (errcode is None or not isinstance(errmsg, str)):
@@ -60,7 +67,7 @@ def _parse_one(spec: object) -> tuple[Fault, int]:
         raise ValueError("choose at most one of errcode, http_status and drop")
     if errcode is None and status is None and not drop and delay == 0:
         raise ValueError("a fault needs errcode, http_status, delay_ms or drop")
-    return Fault(errcode, errmsg, status, float(delay), drop, float(period)), times
+    return Fault(errcode, errmsg, status, float(delay), drop, float(period), prefix), times
 
 
 def parse_faults(payload: object) -> list[tuple[Fault, int]]:
@@ -78,6 +85,7 @@ class FaultQueue:
         self._clock = clock
         # (fault, calls left, when its outage ends; None for a counted fault)
         self._queue: deque[tuple[Fault, int, float | None]] = deque()
+        self._targeted: list[tuple[Fault, int, float | None]] = []  # those with a prefix
         self._pending = 0
 
     def extend(self, items: list[tuple[Fault, int]]) -> int:
@@ -86,14 +94,19 @@ class FaultQueue:
         with self._lock:
             for fault, times in items:
                 ends = now + fault.for_seconds if fault.for_seconds else None
-                self._queue.append((fault, times, ends))
+                (self._targeted if fault.touser_prefix else self._queue).append(
+                    (fault, times, ends)
+                )
                 self._pending += times if ends is None else 0
             return self._pending
 
-    def pop(self) -> Fault | None:
-        """Take the fault for this send call, if any is pending."""
+    def pop(self, touser: str = "") -> Fault | None:
+        """Take the fault for this send call (to `touser`), if any is pending."""
         now = self._clock()
         with self._lock:
+            targeted = self._pop_targeted(touser, now) if self._targeted else None
+            if targeted is not None:
+                return targeted
             while self._queue:
                 fault, times, ends = self._queue[0]
                 if ends is None:
@@ -110,6 +123,22 @@ class FaultQueue:
             self._pending -= 1
             return fault
 
+    def _pop_targeted(self, touser: str, now: float) -> Fault | None:
+        """The first fault queued for `touser`'s openid prefix; the lock is held."""
+        for position, (fault, times, ends) in enumerate(self._targeted):
+            if ends is not None and now >= ends:
+                continue  # that outage is over
+            if not touser.startswith(fault.touser_prefix):
+                continue
+            if ends is None:
+                self._pending -= 1
+                if times > 1:
+                    self._targeted[position] = (fault, times - 1, None)
+                else:
+                    del self._targeted[position]
+            return fault
+        return None
+
     def pending(self) -> int:
         """Count the send calls still to be affected."""
         with self._lock:
@@ -119,4 +148,5 @@ class FaultQueue:
         """Drop every pending fault."""
         with self._lock:
             self._queue.clear()
+            self._targeted.clear()
             self._pending = 0

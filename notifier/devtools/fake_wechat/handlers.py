@@ -136,14 +136,16 @@ def send(state: FakeState, access_token: str | None, raw_body: bytes) -> Steps:
     problem = check_message(body)
     if problem is not None:
         return _fail(state, *problem)
-    fault = state.faults.pop()
+    fault = state.faults.pop(str(body.get("touser", "")))
     answer = (yield from _apply(state, fault)) if fault is not None else None
     if answer is not None:
         return answer
     fail_rate = state.config.fail_rate
     if fail_rate and random.random() < fail_rate:
         return _fail(state, codes.SYSTEM_BUSY)
-    return Outcome({"errcode": codes.OK, "errmsg": "ok", "msgid": state.ledger.accept(body)})
+    msgid = state.ledger.accept(body)
+    state.receipts.submit(str(body["touser"]), msgid)
+    return Outcome({"errcode": codes.OK, "errmsg": "ok", "msgid": msgid})
 
 
 def run_blocking(steps: Steps, sleep: Callable[[float], None]) -> Outcome:

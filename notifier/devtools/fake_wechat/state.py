@@ -7,17 +7,19 @@ from dataclasses import dataclass
 from .config import FakeConfig
 from .faults import FaultQueue
 from .ledger import Ledger
+from .receipts import ReceiptPusher
 from .tokens import TokenRegistry
 
 
 @dataclass(frozen=True)
 class FakeState:
-    """Config, stores, and the clock and sleep functions tests may replace."""
+    """Config, stores, the receipt pusher, and the clock and sleep functions tests may replace."""
 
     config: FakeConfig
     ledger: Ledger
     tokens: TokenRegistry
     faults: FaultQueue
+    receipts: ReceiptPusher
     clock: Callable[[], float]
     sleep: Callable[[float], None]
 
@@ -34,6 +36,7 @@ class FakeState:
             ledger=Ledger(config.dedupe_window, clock),
             tokens=TokenRegistry(config.token_ttl, clock),
             faults=FaultQueue(clock),
+            receipts=ReceiptPusher(config),
             clock=clock,
             sleep=sleep,
         )
@@ -41,5 +44,6 @@ class FakeState:
     def reset(self) -> None:
         """Forget deliveries, counters, faults and tokens."""
         self.ledger.reset()
+        self.receipts.reset()
         self.faults.clear()
         self.tokens.reset()
