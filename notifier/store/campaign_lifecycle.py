@@ -54,7 +54,7 @@ class CampaignLifecycle:
         self._replay = client.register_script(source("replay_campaign"))
 
     def begin(self, campaign_id: str) -> tuple[float, str | None, str] | None:
-        """What a starting chunk needs (admitted when, the trace id, the state), in one step
+        """What a starting chunk needs (queued when, the trace id, the state), in one step
         that moves a `queued` campaign to `sending`; None when it is unknown (or expired).
 
         A chunk whose campaign is `cancelled` must send nobody: the cancel won the race.

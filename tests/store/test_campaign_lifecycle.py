@@ -58,6 +58,13 @@ def test_the_first_chunk_to_start_makes_a_campaign_sending(store: CampaignStore)
     assert summary(store)["state"] == "sending"
 
 
+def test_a_scheduled_campaign_counts_its_latency_from_when_it_was_queued(
+    store: CampaignStore, redis_client: redis.Redis
+) -> None:
+    redis_client.hset(campaign_key(PREFIX, CAMPAIGN_ID), "moved", 500.0)  # as the mover does
+    assert store.begin(CAMPAIGN_ID) == (500.0, None, "sending")
+
+
 def test_a_cancel_before_any_chunk_starts_wins_for_good(
     store: CampaignStore, redis_client: redis.Redis
 ) -> None:
