@@ -14,6 +14,9 @@ from werkzeug.exceptions import RequestTimeout
 T = TypeVar("T")
 # Seconds one send to a client may wait on greenlets before the client counts as gone.
 SEND_TIMEOUT = 30.0
+# Bytes a second a large body is allowed beyond BODY_TIMEOUT_SECONDS: a 4 MiB batch gets 16 s
+# more, so a sender on a slow link is not refused for ever, and a small body gets nothing.
+SLOW_LINK_BYTES_PER_SECOND = 256 * 1024
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -40,7 +43,7 @@ class BodyDeadline:
         # its answers is dropped. Threads keep blocking sockets: the server manages those.
         after = SEND_TIMEOUT if isinstance(sock, green_socket.socket) else None
         if _has_body(environ):
-            deadline = time.monotonic() + self._seconds
+            deadline = time.monotonic() + self.seconds_for(environ)
             environ["wsgi.input"] = _DeadlineInput(
                 environ["wsgi.input"], sock, deadline, lambda: _close_after(start_response)
             )
@@ -48,6 +51,12 @@ class BodyDeadline:
             return self._app(environ, start_response)
         finally:
             sock.settimeout(after)
+
+    def seconds_for(self, environ: dict[str, Any]) -> float:
+        """The time a body has: the setting, and more for a declared length on a slow link."""
+        length = environ.get("CONTENT_LENGTH", "")
+        declared = int(length) if length.isascii() and length.isdigit() and len(length) <= 12 else 0
+        return self._seconds + declared / SLOW_LINK_BYTES_PER_SECOND
 
 
 def _close_after(start_response: Callable[..., Any]) -> None:

@@ -86,3 +86,11 @@ def test_the_app_answers_a_late_body_408_and_closes(settings: Settings) -> None:
     assert response.status_code == 408
     assert response.headers["Connection"] == "close"
     assert response.mimetype == "application/problem+json"
+
+
+def test_a_large_declared_body_gets_time_for_a_slow_link_and_a_small_one_none() -> None:
+    deadline = BodyDeadline(_reader, 5.0)
+    assert deadline.seconds_for({"CONTENT_LENGTH": "300"}) == pytest.approx(5.0, abs=0.01)
+    assert deadline.seconds_for({"CONTENT_LENGTH": str(4 * 1024 * 1024)}) == pytest.approx(21.0)
+    assert deadline.seconds_for({"CONTENT_LENGTH": "²"}) == 5.0
+    assert deadline.seconds_for({}) == 5.0
