@@ -78,6 +78,7 @@ def schedule(stack: Stack, send_at: str) -> tuple[list[str], str, str, str]:
     return ids[:MESSAGES], ids[MESSAGES], batch(RECIPIENTS, "Bulk"), batch(300, "Dropped")
 
 
+@pytest.mark.long
 def test_scheduled_work_arrives_on_time_and_once_through_a_kill_and_a_redis_restart(
     stack: Stack,
 ) -> None:
