@@ -55,7 +55,7 @@ CHECKS = [
 # same cases. BUDGET seconds in all, shared out as the run goes: a slow machine, or the oldest
 # schemathesis allowed (it generates ten times slower), runs a prefix of the same cases.
 EXAMPLES = 100
-BUDGET = 45.0
+BUDGET = 30.0
 
 
 class OutOfTime(BaseException):
