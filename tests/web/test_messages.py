@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -268,6 +269,31 @@ def test_chunked_bodies_are_held_to_the_limit(
         **kwargs,
     )
     assert response.status_code == status
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_refused_body_is_dropped_a_piece_at_a_time_not_held(
+    client: FlaskClient, broker: QueueView, chunked: bool
+) -> None:
+    raw = b"{" + b" " * (3 << 20) + b"}"  # 3 MiB: under the batch limit, over this one
+    kwargs = signed(raw)
+    stream = io.BytesIO(kwargs.pop("data"))
+    tracemalloc.start()
+    try:
+        response = client.post(
+            "/v1/messages",
+            input_stream=stream,
+            environ_overrides={"wsgi.input_terminated": True} if chunked else {},
+            **({} if chunked else {"content_length": len(raw)}),
+            **kwargs,
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413
+    assert stream.tell() == len(raw)  # read to the end: the connection stays in step
+    assert peak < 1 << 20  # never the whole body at once
+    assert broker.published == []
 
 
 @pytest.mark.parametrize("char", ["\u0085", "\u2028", "\u2029", "\u202e", "\u2066"])
