@@ -34,3 +34,9 @@ def test_the_readme_links_to_every_document_in_docs() -> None:
     }
     documents = {p.resolve() for p in (ROOT / "docs").glob("*.md")}
     assert documents <= linked, sorted(str(p.name) for p in documents - linked)
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    """What a user needs first fits in 250 lines; the details live in docs/."""
+    lines = (ROOT / "README.md").read_text().count("\n")
+    assert lines <= 250, f"README.md has {lines} lines; move details into docs/"
