@@ -9,7 +9,7 @@ import click
 import redis
 
 from notifier.config import current
-from notifier.store.campaigns import is_campaign_id, split_recipient_id
+from notifier.store.campaign_ids import is_campaign_id, split_recipient_id
 from notifier.store.messages import iso
 from notifier.store.stores import Stores, open_stores
 

@@ -10,7 +10,6 @@ A campaign's state moves `queued` -> `sending` (its first chunk starts) -> `fini
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,8 @@ from typing import Any
 
 import redis
 
-from notifier.broker.queues import CAMPAIGNS_QUEUE, MESSAGE_ID, is_message_id
+from notifier.broker.queues import CAMPAIGNS_QUEUE
+from notifier.store.campaign_ids import recipient_id
 from notifier.store.campaign_lifecycle import CampaignLifecycle
 from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
 from notifier.store.messages import FINAL, early_receipt
@@ -29,29 +29,10 @@ from notifier.store.scripts import source
 from notifier.store.unfinished import chunk_member
 
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
+# What a recipient not yet started shows while its campaign waits or after it is cancelled.
+UNSTARTED = {"scheduled": "scheduled", "cancelled": "cancelled"}
 # What a chunk shares with all its recipients: kept once in the record for a replay.
 SHARED = ("template_id", "data", "url", "miniprogram")
-# Every id recipient_id makes: a campaign id (minted as a message id is), a dash, and the
-# index in ASCII digits without leading zeros. Bounded, so int() of it stays cheap.
-RECIPIENT_ID = re.compile(rf"({MESSAGE_ID.pattern})-(0|[1-9][0-9]{{0,8}})")
-
-
-def is_campaign_id(text: str) -> bool:
-    """Whether `text` could name a campaign: campaign ids are minted as message ids are."""
-    return is_message_id(text)
-
-
-def recipient_id(campaign_id: str, index: int) -> str:
-    """A recipient's message id; also its client_msg_id, so a resend is shown once."""
-    return f"{campaign_id}-{index}"
-
-
-def split_recipient_id(message_id: str) -> tuple[str, int] | None:
-    """The (campaign id, index) of a recipient's id as minted; None for any other text."""
-    match = RECIPIENT_ID.fullmatch(message_id)
-    if match is None:
-        return None
-    return match.group(1), int(match.group(2))
 
 
 @dataclass(frozen=True)
@@ -233,11 +214,11 @@ class CampaignStore:
 
     def recipient_view(self, campaign_id: str, index: int) -> dict[str, Any] | None:
         """The status API's view of one recipient, or None when there is no such recipient."""
-        count = self.count(campaign_id)
-        if count is None or not 0 <= index < count:
+        count, state = self._redis.hmget(self._key(campaign_id), "count", "state")
+        if count is None or not 0 <= index < int(count):
             return None
         view: dict[str, Any] = {"id": recipient_id(campaign_id, index), "batch_id": campaign_id}
-        view.update(status="queued", attempts=0)
+        view.update(status=UNSTARTED.get(maybe_text(state) or "", "queued"), attempts=0)
         outcome = self.outcome(campaign_id, index)
         if outcome is not None:
             view.update(status=outcome.status, attempts=outcome.attempts)
@@ -264,21 +245,26 @@ class CampaignStore:
         meta = {text(k): text(v) for k, v in raw.items()}
         count = int(meta["count"])
         counts = {status: int(meta.get(f"n:{status}", 0)) for status in COUNTED}
-        counts["queued"] = count - sum(counts.values())
+        waiting, state = count - sum(counts.values()), meta["state"]
+        # Recipients not started: queued, or all waiting for the send_at, or all cancelled.
+        counts = {"queued": 0 if state in UNSTARTED else waiting, **counts}
+        if state in UNSTARTED:
+            counts[UNSTARTED[state]] = waiting
         finished = meta.get("finished_at")
         return {
             "id": campaign_id,
-            "state": meta["state"],
+            "state": state,
             "template_id": meta["template_id"],
             "count": count,
             "created": iso(float(meta["created"])),
+            **({"send_at": meta["send_at"]} if "send_at" in meta else {}),
             "finished_at": iso(float(finished)) if finished else None,
             "counts": counts,
             "failures": {
                 "total": failed_total,
                 "offset": offset,
                 # A recipient's own data is kept for a replay, not shown.
-                "items": [_without_data(json.loads(f)) for f in failures],
+                "items": [_without(json.loads(f), "data") for f in failures],
             },
         }
 
@@ -292,6 +278,6 @@ class CampaignStore:
         return campaign_key(self._prefix, campaign_id, "failures")
 
 
-def _without_data(entry: dict[str, Any]) -> dict[str, Any]:
-    entry.pop("data", None)
+def _without(entry: dict[str, Any], field: str) -> dict[str, Any]:
+    entry.pop(field, None)
     return entry

@@ -104,6 +104,8 @@ class CampaignCounts(_Closed):
     failed = fields.Integer(required=True)
     dead = fields.Integer(required=True)
     deferred = fields.Integer(required=True)
+    scheduled = fields.Integer(metadata={"description": "while the campaign is scheduled"})
+    cancelled = fields.Integer(metadata={"description": "once the campaign is cancelled"})
 
 
 class CampaignFailure(_Closed):
@@ -130,6 +132,7 @@ class CampaignStatus(_Closed):
     template_id = fields.String(required=True)
     count = fields.Integer(required=True)
     created = fields.String(required=True, metadata={"description": "ISO 8601 UTC"})
+    send_at = _send_at()
     finished_at = fields.String(
         required=True, allow_none=True, metadata={"description": "ISO 8601 UTC, or null"}
     )

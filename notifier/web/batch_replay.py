@@ -6,7 +6,7 @@ import json
 
 from flask import Blueprint, Response, request
 
-from notifier.store.campaigns import is_campaign_id
+from notifier.store.campaign_ids import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.messages import read_body

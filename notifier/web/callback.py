@@ -9,7 +9,7 @@ import redis
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import MultiDict
 
-from notifier.store.campaigns import split_recipient_id
+from notifier.store.campaign_ids import split_recipient_id
 from notifier.store.messages import DELIVERED, FAILED
 from notifier.web.context import web_context
 from notifier.web.messages import read_body

@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from notifier.store.campaigns import is_campaign_id
+from notifier.store.campaign_ids import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.messages import accept, answered_status

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from notifier.broker.queues import is_message_id
-from notifier.store.campaigns import is_campaign_id, split_recipient_id
+from notifier.store.campaign_ids import is_campaign_id, split_recipient_id
 from notifier.store.schedule import CANCELLED, SCHEDULED
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context

@@ -10,7 +10,7 @@ from typing import Any
 
 from notifier.broker.queues import MESSAGE_ID
 from notifier.config import Settings
-from notifier.store.campaigns import RECIPIENT_ID
+from notifier.store.campaign_ids import RECIPIENT_ID
 
 DESCRIPTION = (
     "Signed webhooks in, WeChat template messages out. The intake (`POST /v1/messages`, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from notifier.broker.queues import is_message_id
-from notifier.store.campaigns import split_recipient_id
+from notifier.store.campaign_ids import split_recipient_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.problems import problem

@@ -9,7 +9,8 @@ from typing import Any
 
 from notifier import logs
 from notifier.errors import DailyQuotaError, PermanentError, TransientError
-from notifier.store.campaigns import CampaignStore, Outcome, Settled, recipient_id
+from notifier.store.campaign_ids import recipient_id
+from notifier.store.campaigns import CampaignStore, Outcome, Settled
 from notifier.store.deferred import DeferredChunks
 from notifier.store.metrics import Tally
 from notifier.store.quota import QuotaGate

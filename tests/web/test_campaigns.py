@@ -13,7 +13,8 @@ from flask.testing import FlaskClient
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_SIZE, chunk_payloads
 from notifier.broker.wake import wake_key
 from notifier.config import Settings
-from notifier.store.campaigns import CampaignStore, split_recipient_id
+from notifier.store.campaign_ids import split_recipient_id
+from notifier.store.campaigns import CampaignStore
 from notifier.store.keys import PREFIX, campaign_key, digest_key
 from notifier.web.app import create_app
 from tests.conftest import QueueView, signed

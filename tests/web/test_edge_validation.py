@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from notifier.config import Settings
 from notifier.signature import sign, signed_headers
-from notifier.store.campaigns import split_recipient_id
+from notifier.store.campaign_ids import split_recipient_id
 from notifier.store.messages import MessageState
 from notifier.web.app import create_app
 from notifier.wechat.receipts import sha1_signature

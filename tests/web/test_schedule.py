@@ -138,11 +138,18 @@ def test_a_scheduled_batch_shows_its_state_and_can_be_cancelled(
     assert answer["status"] == "scheduled" and answer["count"] == 150
     batch_id = answer["batch_id"]
     summary = client.get(f"/v1/batches/{batch_id}", headers=AUTH).get_json()
-    assert summary["state"] == "scheduled"
+    assert summary["state"] == "scheduled" and summary["send_at"] == bulk["send_at"]
+    assert summary["counts"]["scheduled"] == 150 and summary["counts"]["queued"] == 0
+    recipient = client.get(f"/v1/messages/{batch_id}-149", headers=AUTH).get_json()
+    assert recipient["status"] == "scheduled"
     response = client.delete(f"/v1/batches/{batch_id}", headers=AUTH)
     assert response.status_code == 200
     assert response.get_json() == {"id": batch_id, "state": "cancelled"}
-    assert client.get(f"/v1/batches/{batch_id}", headers=AUTH).get_json()["state"] == "cancelled"
+    summary = client.get(f"/v1/batches/{batch_id}", headers=AUTH).get_json()
+    assert summary["state"] == "cancelled" and summary["counts"]["cancelled"] == 150
+    assert summary["counts"]["queued"] == 0 and "scheduled" not in summary["counts"]
+    recipient = client.get(f"/v1/messages/{batch_id}-0", headers=AUTH).get_json()
+    assert recipient["status"] == "cancelled"
     assert client.delete("/v1/batches/" + "f" * 32, headers=AUTH).status_code == 404
     assert client.delete(f"/v1/batches/{batch_id}").status_code == 401
     Schedule(redis_client).move_due(10, now=time.time() + 3600)
@@ -158,6 +165,11 @@ def test_a_queued_batch_is_cancelled_until_a_chunk_starts(
     second = client.post("/v1/messages/batch", **signed(bulk, msg_id="m2")).get_json()["batch_id"]
     response = client.delete(f"/v1/batches/{first}", headers=AUTH)
     assert response.status_code == 200 and response.get_json()["state"] == "cancelled"
+    counts = client.get(f"/v1/batches/{first}", headers=AUTH).get_json()["counts"]
+    assert counts["cancelled"] == 3 and counts["queued"] == 0
+    queued = client.get(f"/v1/batches/{second}", headers=AUTH).get_json()
+    assert queued["counts"]["queued"] == 3 and "send_at" not in queued
+    assert client.get(f"/v1/messages/{second}-2", headers=AUTH).get_json()["status"] == "queued"
     redis_client.hset(campaign_key(PREFIX, second), "state", "sending")  # a chunk started
     refused = client.delete(f"/v1/batches/{second}", headers=AUTH)
     assert refused.status_code == 409 and "sending" in refused.get_json()["detail"]
