@@ -8,7 +8,7 @@ import time
 import redis
 
 from notifier.store.keys import PREFIX, digest_key
-from notifier.wechat.receipts import CallbackError
+from notifier.wechat.receipts import CallbackUnproven
 
 
 class ReplayGuard:
@@ -27,7 +27,7 @@ class ReplayGuard:
         """True the first time a (timestamp, nonce) within the window is seen.
 
         Raises:
-            CallbackError: the timestamp is not a number or is outside the window.
+            CallbackUnproven: the timestamp is not a number or is outside the window.
         """
         self.check_time(timestamp, now)
         return bool(self._redis.set(self._key(timestamp, nonce), "1", nx=True, ex=2 * self._window))
@@ -36,14 +36,14 @@ class ReplayGuard:
         """Refuse a timestamp that is not a Unix time within the window, before any parsing.
 
         Raises:
-            CallbackError: the timestamp is not a number or is outside the window.
+            CallbackUnproven: the timestamp is not a number or is outside the window.
         """
         # ASCII digits only: isdigit() alone passes "²", which int() then refuses.
         if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
-            raise CallbackError("callback timestamp is not a Unix time")
+            raise CallbackUnproven("callback timestamp is not a Unix time")
         current = time.time() if now is None else now
         if abs(current - int(timestamp)) > self._window:
-            raise CallbackError("callback timestamp is more than 5 minutes from now")
+            raise CallbackUnproven("callback timestamp is more than 5 minutes from now")
 
     def forget(self, timestamp: str, nonce: str) -> None:
         """Un-spend a nonce whose push could not be applied, so WeChat's retry still counts."""

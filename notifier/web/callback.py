@@ -16,6 +16,7 @@ from notifier.web.messages import read_body
 from notifier.web.problems import problem
 from notifier.wechat.receipts import (
     CallbackError,
+    CallbackUnproven,
     CallbackVerifier,
     Receipt,
     parse_xml,
@@ -74,8 +75,7 @@ def event() -> Response:
             return _text("success")  # a repeat of a callback already handled
     except CallbackError as exc:
         log.warning("wechat callback refused: %s", exc)
-        status = 403 if "signature" in str(exc) or "timestamp" in str(exc) else 400
-        return _text(str(exc), status)
+        return _text(str(exc), 403 if isinstance(exc, CallbackUnproven) else 400)
     if receipt is None:
         return _text("success")
     try:
@@ -108,8 +108,11 @@ def _open(verifier: CallbackVerifier, body: bytes, args: MultiDict[str, str]) ->
     """The push's receipt, if it is one: safe mode's envelope checked and opened first.
 
     Raises:
-        CallbackError: the XML, msg_signature, ciphertext or receipt cannot be trusted.
+        CallbackUnproven: a plain push where safe mode is set, or msg_signature mismatches.
+        CallbackError: the XML, ciphertext or receipt cannot be trusted.
     """
+    if verifier.encrypted_only and args.get("encrypt_type") != "aes":
+        raise CallbackUnproven("a plain push, but WECHAT_ENCODING_AES_KEY asks for safe mode")
     fields = parse_xml(body)
     if args.get("encrypt_type") == "aes":
         encrypted = fields.get("Encrypt", "")

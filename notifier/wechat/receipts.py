@@ -33,6 +33,10 @@ class CallbackError(NotifierError):
     """Raised when a callback's signature, encryption or XML cannot be trusted."""
 
 
+class CallbackUnproven(CallbackError):
+    """Raised when a callback is not proven to be WeChat's: signature, time, mode or app id."""
+
+
 @dataclass(frozen=True)
 class Receipt:
     """One TEMPLATESENDJOBFINISH event: WeChat's msgid and the outcome for the follower."""
@@ -108,16 +112,21 @@ class CallbackVerifier:
         self._app_id = app_id
         self._key = base64.b64decode(encoding_aes_key + "=") if encoding_aes_key else None
 
+    @property
+    def encrypted_only(self) -> bool:
+        """With a key set, a plain push is refused: its signature does not cover its body."""
+        return self._key is not None
+
     def check(self, signature: str, timestamp: str, nonce: str, *extra: str) -> None:
         """Verify `signature` (or `msg_signature`, with the Encrypt text as `extra`).
 
         Raises:
-            CallbackError: the signature does not match.
+            CallbackUnproven: the signature does not match.
         """
         expected = sha1_signature(self._token, timestamp, nonce, *extra)
         # compare_digest refuses non-ASCII text with TypeError: such a signature is a mismatch.
         if not signature.isascii() or not hmac.compare_digest(expected, signature.lower()):
-            raise CallbackError("callback signature does not match")
+            raise CallbackUnproven("callback signature does not match")
 
     def decrypt(self, encrypted: str) -> bytes:
         """Open a safe-mode Encrypt field and return the inner XML.
@@ -140,7 +149,7 @@ class CallbackVerifier:
         except (ValueError, struct.error, UnicodeDecodeError):
             raise CallbackError("callback ciphertext cannot be opened") from None
         if self._app_id and app_id != self._app_id:
-            raise CallbackError("callback was encrypted for another app id")
+            raise CallbackUnproven("callback was encrypted for another app id")
         return message
 
     def encrypt(self, message: bytes, app_id: str) -> str:

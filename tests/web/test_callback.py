@@ -67,6 +67,13 @@ def state(redis_client: redis.Redis) -> MessageState:
 
 @pytest.fixture
 def client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
+    """The callback in plain mode: a token, no EncodingAESKey."""
+    return create_app(replace(settings, wechat_callback_token=TOKEN)).test_client()
+
+
+@pytest.fixture
+def safe_client(settings: Settings, redis_client: redis.Redis) -> FlaskClient:
+    """The callback in safe mode: with an EncodingAESKey, only encrypted pushes count."""
     configured = replace(settings, wechat_callback_token=TOKEN, wechat_encoding_aes_key=AES_KEY)
     return create_app(configured).test_client()
 
@@ -119,24 +126,24 @@ def test_an_unsigned_receipt_is_refused(client: FlaskClient, state: MessageState
     assert state.status("m1") == "sent"
 
 
-def test_a_safe_mode_receipt_is_decrypted(client: FlaskClient, state: MessageState) -> None:
+def test_a_safe_mode_receipt_is_decrypted(safe_client: FlaskClient, state: MessageState) -> None:
     sealer = CallbackVerifier(TOKEN, "wx_test_app", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_test_app")
     body = f"<xml><ToUserName>gh_1</ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
     params = safe_mode_query(encrypted)
-    response = client.post("/wechat/callback", query_string=params, data=body)
+    response = safe_client.post("/wechat/callback", query_string=params, data=body)
     assert (response.status_code, response.text) == (200, "success")
     assert state.status("m1") == "delivered"
 
 
 def test_a_safe_mode_receipt_for_another_app_is_refused(
-    client: FlaskClient, state: MessageState
+    safe_client: FlaskClient, state: MessageState
 ) -> None:
     sealer = CallbackVerifier(TOKEN, "wx_other", AES_KEY)
     encrypted = sealer.encrypt(receipt_xml(200163836), "wx_other")
     body = f"<xml><Encrypt>{encrypted}</Encrypt></xml>"
     params = safe_mode_query(encrypted)
-    assert client.post("/wechat/callback", query_string=params, data=body).status_code == 400
+    assert safe_client.post("/wechat/callback", query_string=params, data=body).status_code == 403
     assert state.status("m1") == "sent"
 
 
@@ -216,13 +223,13 @@ def test_a_truncated_receipt_does_not_spend_its_nonce(
 
 
 def test_a_safe_mode_receipt_cut_short_does_not_spend_its_nonce(
-    client: FlaskClient, state: MessageState
+    safe_client: FlaskClient, state: MessageState
 ) -> None:
     body, encrypted = sealed_body(receipt_xml(200163836))
     params = safe_mode_query(encrypted)
     cut = body.replace(encrypted, encrypted[:-8])
-    assert post(client, params, cut).status_code == 403  # msg_signature covers Encrypt
-    assert post(client, params, body).status_code == 200
+    assert post(safe_client, params, cut).status_code == 403  # msg_signature covers Encrypt
+    assert post(safe_client, params, body).status_code == 200
     assert state.status("m1") == "delivered"
 
 
@@ -281,11 +288,11 @@ def test_deeply_nested_xml_is_refused(
 
 
 def test_deeply_nested_xml_inside_a_safe_mode_envelope_is_refused(
-    client: FlaskClient, state: MessageState
+    safe_client: FlaskClient, state: MessageState
 ) -> None:
     deep = receipt_xml(200163836).replace(b"</xml>", b"<a>" * 50 + b"</a>" * 50 + b"</xml>")
     body, encrypted = sealed_body(deep)
-    assert post(client, safe_mode_query(encrypted), body).status_code == 400
+    assert post(safe_client, safe_mode_query(encrypted), body).status_code == 400
     assert state.status("m1") == "sent"
 
 
@@ -359,8 +366,12 @@ def malformed() -> dict[str, tuple[dict[str, str] | str, bytes | str]]:
     }
 
 
+@pytest.mark.parametrize("mode", ["plain", "safe"])
 @pytest.mark.parametrize("case", list(malformed()))
-def test_malformed_callbacks_never_get_a_5xx(client: FlaskClient, case: str) -> None:
+def test_malformed_callbacks_never_get_a_5xx(
+    request: pytest.FixtureRequest, mode: str, case: str
+) -> None:
+    client: FlaskClient = request.getfixturevalue("client" if mode == "plain" else "safe_client")
     for method in ("GET", "POST"):
         params, body = malformed()[case]
         response = client.open("/wechat/callback", method=method, query_string=params, data=body)
@@ -412,4 +423,18 @@ def test_a_receipt_that_redis_could_not_apply_is_taken_again(
     assert refused.status_code == 503
     again = client.post("/wechat/callback", query_string=captured, data=receipt_xml(200163836))
     assert again.text == "success"
+    assert state.status("m1") == "delivered"
+
+
+def test_with_an_encoding_aes_key_a_plain_push_is_refused_unspent(
+    safe_client: FlaskClient, state: MessageState
+) -> None:
+    # A plain push's signature covers the timestamp and nonce, not the body.
+    captured = signed_query()
+    refused = post(safe_client, captured, receipt_xml(200163836, "failed:forged"))
+    assert (refused.status_code, state.status("m1")) == (403, "sent")
+    body, encrypted = sealed_body(receipt_xml(200163836))
+    sealed = {**captured, "encrypt_type": "aes",
+              "msg_signature": signed_query(encrypted, base=captured)["signature"]}  # fmt: skip
+    assert post(safe_client, sealed, body).status_code == 200
     assert state.status("m1") == "delivered"
