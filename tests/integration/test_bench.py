@@ -8,11 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from notifier.cli.devcommands import bench as bench_command
 from notifier.devtools import wrkload
 from notifier.devtools.bench import PHASES
 
 
+@pytest.mark.long
 def test_the_benchmark_runs_end_to_end_and_reports_every_measure() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "notifier", "bench", "--smoke", "--json"],
