@@ -130,8 +130,14 @@ def test_scheduled_work_arrives_on_time_and_once_through_a_kill_and_a_redis_rest
     # A campaign's 5,000 take as long as the campaign worker's rate needs; it starts on time.
     assert percentile(singles, 0.99) < 1.0 and min(bulk) < 1.0
 
-    # Nothing of what was cancelled ever arrives.
-    time.sleep(2)
+    # Nothing of what was cancelled ever arrives: sentinels queued after it, one on each
+    # queue, arrive first.
+    sentinel = stack.client().post_message(template_message("oSentinel1", "TPL_LATER", {"a": "b"}))
+    data = {"a": {"value": "b"}}
+    lone = {"template_id": "TPL_LATER", "data": data, "recipients": [{"touser": "oSentinel2"}]}
+    sentinel_batch = stack.client().post_batch(lone)
+    assert sentinel.status_code == sentinel_batch.status_code == 202
+    stack.wait_delivered([sentinel.json()["id"], f"{sentinel_batch.json()['batch_id']}-0"], 30)
     to = Counter(m["touser"][:8] for m in stack.delivered())
     assert stack.deliveries_of([dropped]) == {dropped: 0} and to["oDropped"] == 0
     assert stack.status(dropped) == "cancelled"
