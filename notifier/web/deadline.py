@@ -9,7 +9,8 @@ from typing import Any, TypeVar
 
 import gevent
 from gevent import socket as green_socket
-from werkzeug.exceptions import RequestTimeout
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, RequestTimeout
 
 T = TypeVar("T")
 # Seconds one send to a client may wait on greenlets before the client counts as gone.
@@ -77,19 +78,23 @@ def _has_body(environ: dict[str, Any]) -> bool:
 
 
 class _DeadlineInput:
-    """The body stream, every read bounded by the time left before the deadline."""
+    """The body stream, every read bounded by the time left before the deadline.
+
+    A body the server cannot frame (a chunk size that is not hex, a missing terminator) is
+    the client's error: 400, and the connection closed, as nothing after it can be read.
+    """
 
     def __init__(
         self,
         stream: Any,
         sock: socket.socket | green_socket.socket,
         deadline: float,
-        on_late: Callable[[], None],
+        close: Callable[[], None],
     ) -> None:
         self._stream = stream
         self._sock = sock
         self._deadline = deadline
-        self._on_late = on_late
+        self._close = close
         self._green = isinstance(sock, green_socket.socket)
 
     def read(self, size: int | None = -1) -> bytes:
@@ -103,6 +108,15 @@ class _DeadlineInput:
             yield line
 
     def _bounded(self, read: Callable[[], T]) -> T:
+        try:
+            return self._in_time(read)
+        except ParseException as exc:
+            self._close()
+            # The class only: the server's text quotes the client's bytes.
+            raise BadRequest(f"the request body's framing is broken ({type(exc).__name__}); "
+                             "the connection is closed") from None  # fmt: skip
+
+    def _in_time(self, read: Callable[[], T]) -> T:
         left = self._deadline - time.monotonic()
         if left <= 0:
             raise self._late()
@@ -124,5 +138,5 @@ class _DeadlineInput:
             timer.close()
 
     def _late(self) -> RequestTimeout:
-        self._on_late()
+        self._close()
         return RequestTimeout("the request body did not arrive in time; the connection is closed")

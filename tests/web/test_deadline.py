@@ -10,6 +10,7 @@ from typing import Any
 import gevent
 import pytest
 from gevent import socket as green_socket
+from gunicorn.http.errors import InvalidChunkSize
 from werkzeug.exceptions import RequestTimeout
 
 from notifier.config import Settings
@@ -94,3 +95,36 @@ def test_a_large_declared_body_gets_time_for_a_slow_link_and_a_small_one_none() 
     assert deadline.seconds_for({"CONTENT_LENGTH": str(4 * 1024 * 1024)}) == pytest.approx(21.0)
     assert deadline.seconds_for({"CONTENT_LENGTH": "²"}) == 5.0
     assert deadline.seconds_for({}) == 5.0
+
+
+def test_a_body_the_server_cannot_frame_is_a_400_that_closes_the_connection(
+    settings: Settings, pair: tuple[socket.socket, ...]
+) -> None:
+    server, _ = pair
+
+    class BrokenChunks:
+        def read(self, size: int = -1) -> bytes:
+            raise InvalidChunkSize(b"zz")  # what gunicorn's chunked reader raises
+
+        readline = read
+
+    closed: list[bool] = []
+
+    class Response:
+        def force_close(self) -> None:
+            closed.append(True)
+
+        def start_response(self, status: str, headers: Any, exc_info: Any = None) -> Any:
+            self.status = status
+
+    answer = Response()
+    environ = {
+        "REQUEST_METHOD": "POST", "PATH_INFO": "/v1/messages", "SERVER_NAME": "test",
+        "SERVER_PORT": "80", "wsgi.url_scheme": "http", "HTTP_TRANSFER_ENCODING": "chunked",
+        "wsgi.input_terminated": True, "wsgi.input": BrokenChunks(), "gunicorn.socket": server,
+        "CONTENT_TYPE": "application/json",
+    }  # fmt: skip
+    body = b"".join(create_app(settings)(environ, answer.start_response))
+    assert answer.status.startswith("400"), (answer.status, body)
+    assert b"InvalidChunkSize" in body and b"zz" not in body
+    assert closed == [True]
