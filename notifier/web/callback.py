@@ -43,10 +43,12 @@ def handshake() -> Response:
     if verifier is None:
         return problem(404, "the WeChat callback is not configured (WECHAT_CALLBACK_TOKEN)")
     args = request.args
+    timestamp = args.get("timestamp", "")
     try:
-        verifier.check(args.get("signature", ""), args.get("timestamp", ""), args.get("nonce", ""))
-    except CallbackError:
-        return _text("signature mismatch", 403)
+        verifier.check(args.get("signature", ""), timestamp, args.get("nonce", ""))
+        web_context().stores.callback_nonces.check_time(timestamp)  # a captured URL goes stale
+    except CallbackError as exc:
+        return _text(str(exc), 403)
     return _text(args.get("echostr", ""))
 
 

@@ -87,6 +87,12 @@ def test_the_handshake_echoes_echostr_when_signed(client: FlaskClient) -> None:
     assert forged.status_code == 403
 
 
+def test_a_stale_handshake_is_refused(client: FlaskClient) -> None:
+    stale = signed_query(base=query(timestamp=time.time() - 3600))
+    response = client.get("/wechat/callback", query_string={**stale, "echostr": "e123"})
+    assert response.status_code == 403 and "e123" not in response.text
+
+
 def test_without_a_callback_token_the_endpoint_is_off(settings: Settings) -> None:
     client = create_app(settings).test_client()
     assert client.get("/wechat/callback", query_string=signed_query()).status_code == 404
