@@ -238,11 +238,8 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("stack"))
-    try:
-        yield running.start()
-    finally:
-        running.stop()
+    with Stack(tmp_path_factory.mktemp("stack")).running() as running:
+        yield running
 
 
 @pytest.hookimpl(wrapper=True)

@@ -24,12 +24,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     # No breaker: the flaky tenth alone fails, and its retries must spend the whole budget
     # instead of waiting out an open breaker.
     running = Stack(tmp_path_factory.mktemp("replay"), API_TOKENS=TOKEN, BREAKER_MIN_CALLS="0")
-    try:
-        running.start()
+    with running.running():
         running.start_worker("campaigns", queue="notifier.campaigns")
         yield running
-    finally:
-        running.stop()
 
 
 def status(stack: Stack, campaign_id: str) -> dict[str, Any]:

@@ -17,12 +17,9 @@ TOKEN = "integration-api-token-0001"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(tmp_path_factory.mktemp("campaigns"), API_TOKENS=TOKEN)
-    try:
-        running.start()
+    with running.running():
         running.start_worker("campaigns", queue="notifier.campaigns")
         yield running
-    finally:
-        running.stop()
 
 
 def post_batch(stack: Stack, batch: dict[str, Any]) -> requests.Response:

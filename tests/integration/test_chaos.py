@@ -41,12 +41,8 @@ def stack(
         API_TOKENS=BEARER,
         WECHAT_CALLBACK_TOKEN=CALLBACK_TOKEN,
     )
-    try:
-        running.start()
-        running.start_beat()
+    with running.running(beat=True):
         yield running
-    finally:
-        running.stop()
 
 
 def test_a_worker_killed_with_200_in_flight_loses_and_duplicates_nothing(stack: Stack) -> None:

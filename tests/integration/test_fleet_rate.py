@@ -14,12 +14,9 @@ RATE = 20
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(tmp_path_factory.mktemp("fleet"), WECHAT_SEND_RATE=f"{RATE}/s")
-    try:
-        running.start()
+    with running.running():
         running.start_worker("worker2")
         yield running
-    finally:
-        running.stop()
 
 
 def test_two_workers_together_keep_to_one_rate(stack: Stack) -> None:
