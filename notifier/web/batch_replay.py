@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response
 
 from notifier.store.campaign_ids import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
-from notifier.web.messages import read_body
+from notifier.web.messages import json_object, read_body
 from notifier.web.problems import problem
 
 bp = Blueprint("batch_replay", __name__)
@@ -38,15 +38,10 @@ def _include_failed(body: bytes) -> bool | Response:
     """The body's flag: none (an empty body) means dead recipients only."""
     if not body:
         return False
-    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-        return problem(415, "Content-Encoding is not supported; send the body uncompressed")
-    if request.mimetype != "application/json":
-        return problem(415, "send the body as application/json")
-    try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return problem(400, f"body is not valid JSON: {exc}")
-    if not isinstance(document, dict) or set(document) - {INCLUDE_FAILED}:
+    document = json_object(body)
+    if isinstance(document, Response):
+        return document
+    if set(document) - {INCLUDE_FAILED}:
         return problem(400, f'body must be a JSON object with at most "{INCLUDE_FAILED}"')
     flag = document.get(INCLUDE_FAILED, False)
     if not isinstance(flag, bool):

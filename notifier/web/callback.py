@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from notifier.store.campaign_ids import split_recipient_id
 from notifier.store.messages import DELIVERED, FAILED
 from notifier.web.context import web_context
-from notifier.web.messages import read_body
+from notifier.web.messages import compressed_refused, read_body
 from notifier.web.problems import problem
 from notifier.wechat.receipts import (
     CallbackError,
@@ -60,10 +60,8 @@ def event() -> Response:
     if verifier is None:
         return problem(404, "the WeChat callback is not configured (WECHAT_CALLBACK_TOKEN)")
     body = read_body(MAX_BODY_BYTES)  # over it: 413, answered by the app with this limit
-    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-        # Nothing here decodes a compressed body: refused, not misread as XML.
-        refused = problem(415, "Content-Encoding is not supported; send the XML uncompressed")
-        refused.headers["Accept-Encoding"] = "identity"
+    refused = compressed_refused("XML")
+    if refused is not None:
         return refused
     args = request.args
     timestamp, nonce = args.get("timestamp", ""), args.get("nonce", "")

@@ -137,10 +137,31 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
     """Decode and validate a JSON body, or return the problem response explaining why not."""
-    if request.headers.get("Content-Encoding", "").strip().lower() not in ("", "identity"):
-        # Nothing here decodes a compressed body: refused, not misread as text.
-        refused = problem(415, "Content-Encoding is not supported; send the body uncompressed")
-        refused.headers["Accept-Encoding"] = "identity"  # RFC 7694: what would be accepted
+    document = json_object(body)
+    if isinstance(document, Response):
+        return document
+    try:
+        loaded: dict[str, Any] = schema.load(document)
+    except ValidationError as exc:
+        errors = field_errors(exc)
+        return problem(400, f"invalid fields: {', '.join(sorted(errors))}", errors=errors)
+    return loaded
+
+
+def compressed_refused(what: str = "body") -> Response | None:
+    """415 for a Content-Encoding other than identity: nothing here decodes one, so a
+    compressed body is refused, not misread as text; None for a plain body."""
+    if request.headers.get("Content-Encoding", "").strip().lower() in ("", "identity"):
+        return None
+    refused = problem(415, f"Content-Encoding is not supported; send the {what} uncompressed")
+    refused.headers["Accept-Encoding"] = "identity"  # RFC 7694: what would be accepted
+    return refused
+
+
+def json_object(body: bytes) -> dict[str, Any] | Response:
+    """A JSON object sent as application/json, or the problem response explaining why not."""
+    refused = compressed_refused()
+    if refused is not None:
         return refused
     if not request.mimetype or request.mimetype != "application/json":
         return problem(415, "send the body as application/json")
@@ -154,9 +175,4 @@ def _parse(body: bytes, schema: Schema) -> dict[str, Any] | Response:
         return problem(400, f"body is not valid JSON: {exc}")
     if not isinstance(document, dict):
         return problem(400, "body must be a JSON object")
-    try:
-        loaded: dict[str, Any] = schema.load(document)
-    except ValidationError as exc:
-        errors = field_errors(exc)
-        return problem(400, f"invalid fields: {', '.join(sorted(errors))}", errors=errors)
-    return loaded
+    return document
