@@ -15,6 +15,9 @@ CHUNK_TASK = "notifier.send_chunk"
 CONTROL_TASKS = ("notifier.reconcile", "notifier.refresh_token", "notifier.resume_deferred")
 # Recipients per campaign chunk: its task envelope (about 1.2 KB) is shared by all of them.
 CHUNK_SIZE = 100
+# What a campaign's recipients share: carried once per chunk, and kept once per campaign
+# for a replay of its failures.
+SHARED_FIELDS = ("template_id", "data", "url", "miniprogram")
 # Every id new_message_id makes, and nothing else: 32 lower-case hex digits. Messages and
 # campaigns share it; an id from outside is checked against it before it names a Redis key.
 MESSAGE_ID = re.compile(r"[0-9a-f]{32}")
@@ -43,9 +46,7 @@ def task_payload(message_id: str, message: dict[str, Any]) -> dict[str, Any]:
 
 def chunk_payloads(campaign_id: str, campaign: dict[str, Any]) -> list[dict[str, Any]]:
     """Split a validated campaign into chunks, stored per campaign: shared fields once per chunk."""
-    shared: dict[str, Any] = {
-        k: campaign[k] for k in ("template_id", "data", "url", "miniprogram") if k in campaign
-    }
+    shared: dict[str, Any] = {k: campaign[k] for k in SHARED_FIELDS if k in campaign}
     recipients = [
         [index, r["touser"], r.get("data")] for index, r in enumerate(campaign["recipients"])
     ]

@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from notifier.broker.queues import CAMPAIGNS_QUEUE
+from notifier.broker.queues import CAMPAIGNS_QUEUE, SHARED_FIELDS
 from notifier.store.campaign_ids import recipient_id
 from notifier.store.campaign_lifecycle import CampaignLifecycle
 from notifier.store.keys import PREFIX, campaign_key, msgid_key, unfinished_key
@@ -31,8 +31,6 @@ from notifier.store.unfinished import chunk_member
 COUNTED = ("retrying", "sent", "delivered", "failed", "dead", "deferred")
 # What a recipient not yet started shows while its campaign waits or after it is cancelled.
 UNSTARTED = {"scheduled": "scheduled", "cancelled": "cancelled"}
-# What a chunk shares with all its recipients: kept once in the record for a replay.
-SHARED = ("template_id", "data", "url", "miniprogram")
 
 
 @dataclass(frozen=True)
@@ -165,7 +163,7 @@ class CampaignStore:
         member = chunk_member(campaign_id, chunk) if chunk is not None else ""
         fields = ""
         if shared is not None and any(i.outcome.status in ("failed", "dead") for i in settled):
-            kept = {k: shared[k] for k in SHARED if k in shared}
+            kept = {k: shared[k] for k in SHARED_FIELDS if k in shared}
             fields = json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
         args: list[str | int | float] = [self._retention, member, round(now or time.time(), 3),
                                          fields, "1" if ends else "",
