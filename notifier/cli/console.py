@@ -9,7 +9,7 @@ import click
 import redis
 
 from notifier.config import current
-from notifier.store.campaign_ids import is_campaign_id, split_recipient_id
+from notifier.store.campaign_ids import split_recipient_id
 from notifier.store.messages import iso
 from notifier.store.stores import Stores, open_stores
 
@@ -113,9 +113,7 @@ def campaigns() -> None:
 def replay_campaign(campaign_id: str, include_failed: bool) -> None:
     """Queue a campaign's dead recipients again, under their own ids."""
     console = _console()
-    # Only an id as minted names a key: any other text could name another record.
-    queued = console.campaigns.replay(campaign_id, include_failed) if is_campaign_id(
-        campaign_id) else None  # fmt: skip
+    queued = console.campaigns.replay(campaign_id, include_failed)  # None: no such campaign
     if queued is None:
         raise click.ClickException(f"no campaign {campaign_id} (unknown, or past its retention)")
     click.echo(f"queued {queued} recipient(s) of campaign {campaign_id} again")

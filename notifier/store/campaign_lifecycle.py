@@ -21,6 +21,7 @@ import redis
 
 from notifier.broker.queues import CAMPAIGNS_QUEUE, CHUNK_SIZE
 from notifier.errors import NotifierError
+from notifier.store.campaign_ids import is_campaign_id
 from notifier.store.keys import PREFIX, campaign_key
 from notifier.store.replies import maybe_text, text
 from notifier.store.scripts import source
@@ -85,6 +86,8 @@ class CampaignLifecycle:
         Raises:
             ReplayContended: other replays of this campaign won every attempt.
         """
+        if not is_campaign_id(campaign_id):  # other text could name another key
+            return None
         record = campaign_key(self._prefix, campaign_id)
         failures = campaign_key(self._prefix, campaign_id, "failures")
         keys = [record, campaign_key(self._prefix, campaign_id, "outcomes"), failures,

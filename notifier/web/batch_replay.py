@@ -6,7 +6,6 @@ import json
 
 from flask import Blueprint, Response
 
-from notifier.store.campaign_ids import is_campaign_id
 from notifier.web.auth import bearer_required
 from notifier.web.context import web_context
 from notifier.web.messages import json_object, read_body
@@ -25,9 +24,7 @@ def replay_campaign(campaign_id: str) -> Response:
     include_failed = _include_failed(read_body(svc.settings.max_body_bytes))
     if isinstance(include_failed, Response):
         return include_failed
-    # Only an id as minted reaches Redis: any other text could name another key.
-    queued = svc.stores.campaigns.replay(campaign_id, include_failed) if is_campaign_id(
-        campaign_id) else None  # fmt: skip
+    queued = svc.stores.campaigns.replay(campaign_id, include_failed)  # None: no such campaign
     if queued is None:
         return problem(404, f"no campaign {campaign_id[:64]!r} (unknown, or past its retention)")
     answer = {"batch_id": campaign_id, "queued": queued}

@@ -196,6 +196,15 @@ def test_an_unknown_campaign_has_nothing_to_replay(store: CampaignStore) -> None
     assert store.replay(CAMPAIGN_ID) == 0  # known, nothing failed
 
 
+def test_a_replay_of_text_that_is_no_campaign_id_touches_nothing(
+    store: CampaignStore, redis_client: redis.Redis
+) -> None:
+    # A key another record uses, spelled as a campaign's would be: never read or written.
+    redis_client.hset(campaign_key(PREFIX, "x:other"), "chunks", "0")
+    assert store.replay("x:other") is None
+    assert redis_client.hgetall(campaign_key(PREFIX, "x:other")) == {b"chunks": b"0"}
+
+
 def test_a_replay_that_meets_another_claiming_chunk_numbers_reads_again(
     store: CampaignStore, redis_client: redis.Redis
 ) -> None:
